@@ -1,0 +1,1 @@
+"""Data: benchmark scene generation and the curated object vocabulary."""
