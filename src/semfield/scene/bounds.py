@@ -49,3 +49,11 @@ def scene_bounds(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         outer = np.stack([pts.min(0) - radius, pts.max(0) + radius])
     focus = np.stack([np.maximum(focus[0], outer[0]), np.minimum(focus[1], outer[1])])
     return outer, focus
+
+
+def pixel_footprint(scene: Scene, focus: np.ndarray, split: str = "train") -> float:
+    """Median size (world units) of one pixel of the ``split`` cameras at the focus box centre."""
+    centre = 0.5 * (focus[0] + focus[1])
+    sizes = [np.linalg.norm(f.c2w[:3, 3] - centre) / np.sqrt(f.intrinsics.fx * f.intrinsics.fy)
+             for f in scene.split(split)]
+    return float(np.median(sizes)) if sizes else 0.0

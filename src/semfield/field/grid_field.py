@@ -1,0 +1,235 @@
+"""GridField: density, view-dependent colour and named feature heads on warped dense grids.
+
+Geometry lives in a density grid, appearance in a low-width colour feature grid decoded by a tiny MLP
+(direct diffuse colour plus a view-dependent residual), and every feature head (a teacher's features of
+any width) in a grid of its own, optionally a low-width latent decoded by a linear layer. All grids share
+one warp (fine in the focus box, coarse out to the room), heads at a coarser voxel size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoding import sh_basis
+from .sparse_grid import SparseGrid
+from .warp import AxisWarp, make_axis, trilinear_corners, vertex_to_world
+
+
+@dataclass
+class HeadConfig:
+    """A feature head. ``dim``: output width; ``latent``: grid channels (0 = store ``dim`` directly);
+    ``voxel_factor``: head voxel size relative to the density grid's; ``loss``: "cosine" or "l1"."""
+
+    dim: int
+    latent: int = 0
+    voxel_factor: float = 2.0
+    loss: str = "cosine"
+
+
+@dataclass
+class FieldConfig:
+    """Field architecture. Voxel size: ``focus_voxel`` metres if given, else ``voxel_per_pixel`` times the
+    training cameras' pixel footprint at the focus box (what the images can resolve), but never so small
+    that the focus box holds more than ``focus_vertices``; outer cells ``outer_factor`` times larger."""
+
+    focus_voxel: float | None = None
+    voxel_per_pixel: float = 1.25
+    focus_vertices: int = 6_000_000
+    outer_factor: float = 4.0
+    color_channels: int = 12
+    color_hidden: int = 32
+    sh_degree: int = 2
+    density_init_alpha: float = 0.01
+    heads: dict[str, HeadConfig] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FieldConfig":
+        d = dict(d)
+        d["heads"] = {k: HeadConfig(**v) for k, v in d.get("heads", {}).items()}
+        return cls(**d)
+
+
+def make_axes(outer: np.ndarray, focus: np.ndarray, voxel: float, outer_factor: float):
+    return tuple(make_axis((outer[0, d], outer[1, d]), (focus[0, d], focus[1, d]), voxel, outer_factor)
+                 for d in range(3))
+
+
+def _grid_shape(axes) -> tuple[int, int, int]:
+    return tuple(a.vertices for a in axes)
+
+
+class GridField(nn.Module):
+    """Density, colour and feature heads over an outer box with a finer focus box.
+
+    Args:
+        config: architecture.
+        outer_aabb: ``[2, 3]`` everything the cameras see (the room).
+        focus_aabb: ``[2, 3]`` where most pixels look (the table); gets the finest voxels.
+        voxel: current density voxel size (progressive training starts coarser); default: the final one.
+        pixel_footprint: size of one training pixel at the focus box (metres), for ``voxel_per_pixel``.
+        final_voxel: the final voxel size, when known (reloading a run); otherwise from the config.
+    """
+
+    def __init__(self, config: FieldConfig, outer_aabb, focus_aabb, voxel: float | None = None,
+                 device: str | torch.device = "cpu", pixel_footprint: float | None = None,
+                 final_voxel: float | None = None):
+        super().__init__()
+        self.config = config
+        self.outer_aabb = np.asarray(outer_aabb, dtype=np.float64)
+        self.focus_aabb = np.asarray(focus_aabb, dtype=np.float64)
+        self.device_ = torch.device(device)
+        self.final_voxel = float(final_voxel) if final_voxel else self.voxel_for_budget(pixel_footprint)
+        self.voxel = float(voxel or self.final_voxel)
+        self.axes = make_axes(self.outer_aabb, self.focus_aabb, self.voxel, config.outer_factor)
+        n = math.prod(_grid_shape(self.axes))
+        shift = math.log(math.expm1(-math.log(1.0 - config.density_init_alpha)))
+        self.density_shift = shift
+        self.density = SparseGrid(torch.zeros(n, 1, device=self.device_), lr=0.1)
+        self.color = SparseGrid(torch.zeros(n, config.color_channels, device=self.device_), lr=0.1)
+        sh_dim = (config.sh_degree + 1) ** 2
+        self.color_mlp = nn.Sequential(nn.Linear(config.color_channels + sh_dim, config.color_hidden), nn.ReLU(),
+                                       nn.Linear(config.color_hidden, 3))
+        nn.init.zeros_(self.color_mlp[2].weight)
+        nn.init.zeros_(self.color_mlp[2].bias)
+        self.head_axes: dict[str, tuple[AxisWarp, AxisWarp, AxisWarp]] = {}
+        self.heads: dict[str, SparseGrid] = {}
+        self.head_decoders = nn.ModuleDict()
+        for name, head in config.heads.items():
+            axes = make_axes(self.outer_aabb, self.focus_aabb, self.final_voxel * head.voxel_factor,
+                             config.outer_factor)
+            width = head.latent or head.dim
+            self.head_axes[name] = axes
+            self.heads[name] = SparseGrid(torch.zeros(math.prod(_grid_shape(axes)), width, device=self.device_),
+                                          lr=0.05)
+            if head.latent:
+                self.head_decoders[name] = nn.Linear(head.latent, head.dim)
+        self.to(self.device_)
+        self.refresh_occupancy()
+
+    # ----- layout -------------------------------------------------------------------------------------
+    def voxel_for_budget(self, pixel_footprint: float | None = None) -> float:
+        """Final density voxel size (metres) from the config, the pixel footprint and the vertex budget."""
+        if self.config.focus_voxel:
+            return float(self.config.focus_voxel)
+        volume = float(np.prod(self.focus_aabb[1] - self.focus_aabb[0]))
+        budget = (volume / self.config.focus_vertices) ** (1.0 / 3.0)
+        if pixel_footprint:
+            return max(budget, pixel_footprint * self.config.voxel_per_pixel)
+        return budget
+
+    @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        return _grid_shape(self.axes)
+
+    def sparse_grids(self) -> dict[str, SparseGrid]:
+        grids = {"density": self.density, "color": self.color}
+        grids.update({f"head.{k}": v for k, v in self.heads.items()})
+        return grids
+
+    def vertex_positions(self, axes) -> torch.Tensor:
+        """World positions of all vertices of a grid with ``axes``: ``[V, 3]`` (x-major order)."""
+        coords = [vertex_to_world(torch.arange(a.vertices, device=self.device_, dtype=torch.float32), a)
+                  for a in axes]
+        gx, gy, gz = torch.meshgrid(*coords, indexing="ij")
+        return torch.stack([gx.reshape(-1), gy.reshape(-1), gz.reshape(-1)], dim=-1)
+
+    @torch.no_grad()
+    def resample(self, voxel: float) -> None:
+        """Change the density/colour voxel size, trilinearly resampling the values (Adam state restarts)."""
+        new_axes = make_axes(self.outer_aabb, self.focus_aabb, voxel, self.config.outer_factor)
+        pts = self.vertex_positions(new_axes)
+        new_d, new_c = [], []
+        for chunk in pts.split(1 << 20):
+            idx, w, _ = trilinear_corners(chunk, self.axes)
+            new_d.append(self.density.lookup_nograd(idx, w))
+            new_c.append(self.color.lookup_nograd(idx, w))
+        self.axes, self.voxel = new_axes, float(voxel)
+        self.density = SparseGrid(torch.cat(new_d), lr=self.density.lr)
+        self.color = SparseGrid(torch.cat(new_c), lr=self.color.lr)
+        self.refresh_occupancy()
+
+    # ----- occupancy used for proposal sampling --------------------------------------------------------
+    POOL = 4
+
+    @torch.no_grad()
+    def refresh_occupancy(self) -> None:
+        """Max-pool the density grid by ``POOL`` per axis: a conservative coarse density for sampling."""
+        nx, ny, nz = self.grid_shape
+        raw = self.density.values.view(1, 1, nx, ny, nz)
+        self.pooled = F.max_pool3d(raw, kernel_size=self.POOL, stride=self.POOL, ceil_mode=True)[0, 0]
+
+    def pooled_sigma(self, points: torch.Tensor) -> torch.Tensor:
+        """Conservative density (per metre) at ``points [P, 3]`` from the pooled grid: ``[P]``."""
+        from .warp import world_to_vertex
+
+        shape = self.pooled.shape
+        idx = []
+        for d in range(3):
+            u = world_to_vertex(points[:, d], self.axes[d])
+            idx.append((u / self.POOL).floor().long().clamp(0, shape[d] - 1))
+        raw = self.pooled[idx[0], idx[1], idx[2]]
+        inside = self._inside(points)
+        return torch.where(inside, self.activate_density(raw), torch.zeros_like(raw))
+
+    def _inside(self, points: torch.Tensor) -> torch.Tensor:
+        lo = torch.as_tensor(self.outer_aabb[0], device=points.device, dtype=points.dtype)
+        hi = torch.as_tensor(self.outer_aabb[1], device=points.device, dtype=points.dtype)
+        return ((points >= lo) & (points <= hi)).all(dim=-1)
+
+    # ----- queries ------------------------------------------------------------------------------------
+    def activate_density(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw grid value → density per metre (softplus with a shift, scaled by the finest voxel)."""
+        return F.softplus(raw + self.density_shift) / self.final_voxel
+
+    def corners(self, points: torch.Tensor):
+        """Trilinear corners of ``points [P, 3]`` in the density/colour grid (see trilinear_corners)."""
+        return trilinear_corners(points, self.axes)
+
+    def sigma(self, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Density per metre ``[P]`` at points given by their corners."""
+        return self.activate_density(self.density.lookup(idx, w).squeeze(-1))
+
+    def rgb(self, idx: torch.Tensor, w: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+        """Colour ``[P, 3]`` in [0, 1] seen along unit ``dirs [P, 3]``."""
+        feat = self.color.lookup(idx, w)
+        enc = sh_basis(dirs, self.config.sh_degree)
+        return torch.sigmoid(feat[:, :3] + self.color_mlp(torch.cat([feat, enc], dim=-1)))
+
+    def feature(self, name: str, points: torch.Tensor) -> torch.Tensor:
+        """Head ``name``'s features ``[P, dim]`` at ``points [P, 3]``."""
+        idx, w, _ = trilinear_corners(points, self.head_axes[name])
+        latent = self.heads[name].lookup(idx, w)
+        return self.head_decoders[name](latent) if name in self.head_decoders else latent
+
+    # ----- persistence --------------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, grid in self.sparse_grids().items():
+            out.update(grid.state_tensors(f"grid.{name}"))
+        for k, v in self.state_dict().items():
+            out[f"module.{k}"] = v
+        return out
+
+    def layout(self) -> dict:
+        return {"outer_aabb": self.outer_aabb.tolist(), "focus_aabb": self.focus_aabb.tolist(),
+                "voxel": self.voxel, "final_voxel": self.final_voxel, "config": self.config.to_dict()}
+
+    @classmethod
+    def from_state(cls, layout: dict, tensors: dict[str, torch.Tensor], device="cpu") -> "GridField":
+        config = FieldConfig.from_dict(layout["config"])
+        fld = cls(config, layout["outer_aabb"], layout["focus_aabb"], voxel=layout["voxel"], device=device,
+                  final_voxel=layout.get("final_voxel"))
+        for name, grid in fld.sparse_grids().items():
+            grid.load_state_tensors(tensors, f"grid.{name}")
+        fld.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
+        fld.refresh_occupancy()
+        return fld

@@ -1,0 +1,147 @@
+"""Render rays through a GridField by occupancy-grid marching.
+
+1. Candidate samples at a fixed step along each ray (``step_voxels`` times the field's current voxel size,
+   jittered within each step when training), between the ray's entry into and exit from the outer box.
+2. Candidates in empty space — where the field's max-pooled density (a conservative occupancy grid) gives
+   an opacity below ``occupied_alpha`` per step — are skipped: no grid lookup at all.
+3. The density of the occupied candidates is read without gradient to find how far each ray still sees;
+   only the samples with transmittance above ``min_transmittance`` are read again with autograd, so the
+   gradient scatter is paid at the ray's first surface, not behind it.
+4. Colour (and feature heads) are evaluated only at seen samples with opacity above ``min_alpha``.
+Whatever passes every sample ends on the outer box wall, coloured by the colour grid there (a closed room,
+or a skybox for open captures).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..render.composite import alpha_from_density, expected_depth, weights_from_alpha
+from ..render.sampling import ray_aabb
+from .grid_field import GridField
+
+
+@dataclass
+class RenderOptions:
+    step_voxels: float = 1.5
+    max_samples: int = 384
+    near: float = 0.05
+    occupied_alpha: float = 1e-3
+    min_transmittance: float = 1e-3
+    min_alpha: float = 1e-5
+    heads: tuple[str, ...] = ()
+    opaque_boundary: bool = True
+
+
+def sample_steps(near: torch.Tensor, far: torch.Tensor, step: float, max_samples: int, stratified: bool,
+                 generator: torch.Generator | None = None):
+    """Fixed-size steps from ``near`` to ``far`` (``[R]``), at most ``max_samples`` per ray.
+
+    Returns:
+        t ``[R, S]`` sample distances (step midpoints, jittered when ``stratified``), deltas ``[R, S]``
+        (0 past ``far``), with S = min(max_samples, ceil(max(far - near) / step)).
+    """
+    R = near.shape[0]
+    span = (far - near).clamp(min=0)
+    S = max(1, min(max_samples, int(math.ceil(float(span.detach().max()) / step)) if R else 1))
+    step_r = torch.maximum(span / S, torch.full_like(span, step))  # rays longer than S steps stretch
+    k = torch.arange(S, device=near.device, dtype=near.dtype)
+    start = near[:, None] + k * step_r[:, None]
+    if stratified:
+        jitter = torch.rand(R, S, device=near.device, dtype=near.dtype, generator=generator)
+    else:
+        jitter = torch.full((R, S), 0.5, device=near.device, dtype=near.dtype)
+    t = start + jitter * step_r[:, None]
+    end = torch.minimum(start + step_r[:, None], far[:, None])
+    deltas = (end - start).clamp(min=0)
+    t = torch.minimum(t, far[:, None])
+    return t, deltas
+
+
+def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per_t: torch.Tensor,
+                opts: RenderOptions, stratified: bool = False, generator: torch.Generator | None = None):
+    """Volume-render rays.
+
+    Args:
+        origins, dirs: ``[R, 3]`` ray origins and unit directions (world).
+        z_per_t: ``[R]`` planar depth per unit ray distance (from :func:`semfield.render.rays.rays_from_pixels`).
+        opts: sampling settings and heads to render.
+        stratified: jitter samples (training).
+    Returns:
+        dict with ``rgb [R, 3]``, ``depth [R]`` (planar, camera z), ``distance [R]`` (along the ray),
+        ``acc [R]`` (opacity of the samples, without the boundary), ``weights [R, S]``, ``t [R, S]``,
+        ``samples`` (number of grid-evaluated samples), and one ``[R, dim]`` entry per head in
+        ``opts.heads``. Head features are composited with detached weights: they never move geometry.
+    """
+    R = origins.shape[0]
+    aabb = torch.as_tensor(fld.outer_aabb, device=origins.device, dtype=origins.dtype)
+    near, far, _ = ray_aabb(origins, dirs, aabb, near_min=opts.near)
+    t, deltas = sample_steps(near, far, opts.step_voxels * fld.voxel, opts.max_samples, stratified, generator)
+    S = t.shape[1]
+    pts = (origins[:, None, :] + dirs[:, None, :] * t[..., None]).reshape(-1, 3)
+    flat_deltas = deltas.reshape(-1)
+
+    with torch.no_grad():
+        occupied = (alpha_from_density(fld.pooled_sigma(pts), flat_deltas) > opts.occupied_alpha)
+        occ = occupied.nonzero().squeeze(1)
+        idx, w, _ = fld.corners(pts[occ])
+        sig_occ = fld.activate_density(fld.density.lookup_nograd(idx, w).squeeze(-1))
+        sigma_ng = torch.zeros(R * S, device=pts.device, dtype=pts.dtype).index_copy_(0, occ, sig_occ)
+        _, _, trans_ng = weights_from_alpha(alpha_from_density(sigma_ng.view(R, S), deltas),
+                                            return_transmittance=True)
+        seen_sub = (trans_ng.reshape(-1)[occ] > opts.min_transmittance).nonzero().squeeze(1)
+    seen = occ[seen_sub]
+    if pts.requires_grad:  # rays that need gradients (pose refinement): corners through autograd
+        idx, w, _ = fld.corners(pts[seen])
+    else:
+        idx, w = idx[seen_sub], w[seen_sub]
+    if torch.is_grad_enabled():
+        # Samples behind a saturated ray have ~zero gradient: only the seen ones go through autograd.
+        sigma = sigma_ng.index_put((seen,), fld.sigma(idx, w)).view(R, S)
+    else:
+        sigma = sigma_ng.view(R, S)
+    alpha = alpha_from_density(sigma, deltas)
+    weights, t_final = weights_from_alpha(alpha)
+
+    # Colour where the ray still sees and the sample is not empty. A sample with high transmittance but
+    # tiny alpha keeps its colour, or it could never grow into a surface.
+    colour_sub = (alpha.detach().reshape(-1)[seen] > opts.min_alpha).nonzero().squeeze(1)
+    keep = seen[colour_sub]
+    rgb_s = fld.rgb(idx[colour_sub], w[colour_sub], dirs[keep // S])
+    rgb_all = torch.zeros(R * S, 3, device=origins.device, dtype=rgb_s.dtype).index_copy(0, keep, rgb_s)
+    rgb = torch.einsum("rs,rsc->rc", weights, rgb_all.view(R, S, 3))
+    acc = weights.sum(dim=-1)
+    if opts.opaque_boundary:
+        far_pts = origins + dirs * (far - 1e-4)[:, None]
+        fidx, fw, _ = fld.corners(far_pts)
+        rgb = rgb + t_final[:, None] * fld.rgb(fidx, fw, dirs)
+    distance = expected_depth(weights, t, far)
+    out = {"rgb": rgb, "depth": distance * z_per_t, "distance": distance, "acc": acc,
+           "weights": weights, "t": t, "samples": int(seen.numel())}
+    if opts.heads:
+        wd = weights.detach().reshape(-1)[keep]
+        ray_of = keep // S
+        for name in opts.heads:
+            feat = fld.feature(name, pts[keep])
+            out[name] = torch.zeros(R, feat.shape[1], device=feat.device, dtype=feat.dtype).index_add(
+                0, ray_of, feat * wd[:, None])
+    return out
+
+
+@torch.no_grad()
+def render_image(fld: GridField, c2w: torch.Tensor, intr, opts: RenderOptions, chunk: int = 16384):
+    """Render a whole image: dict of ``[H, W, C]`` (``rgb``, heads) and ``[H, W]`` (``depth``, ``acc``)."""
+    from ..render.rays import image_rays
+
+    origins, dirs, zpt = image_rays(c2w, intr)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for s in range(0, origins.shape[0], chunk):
+        out = render_rays(fld, origins[s:s + chunk], dirs[s:s + chunk], zpt[s:s + chunk], opts)
+        for k in ("rgb", "depth", "acc", *opts.heads):
+            parts.setdefault(k, []).append(out[k])
+    H, W = intr.height, intr.width
+    return {k: torch.cat(v).view(H, W, -1).squeeze(-1) if k in ("depth", "acc") else torch.cat(v).view(H, W, -1)
+            for k, v in parts.items()}

@@ -1,0 +1,116 @@
+"""Grid parameters with cheap sparse updates: trilinear lookup + lazy Adam on the touched rows only.
+
+A dense Adam step over a grid of tens of millions of values costs more on a CPU than the rest of an
+iteration, yet one iteration touches a small fraction of the voxels. :class:`SparseGrid` keeps its values
+``[V, C]`` out of torch.optim: the lookup's backward accumulates the gradient rows into a buffer and marks
+them, and :meth:`SparseGrid.step` runs Adam on the marked rows only (Adam's moments of untouched rows stay
+as they were, as in "lazy Adam"). The forward is ``F.embedding_bag`` with per-corner weights: a fused
+gather-multiply-sum.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class _GridLookup(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, anchor, idx, weights, grid):  # noqa: D102 - autograd plumbing
+        # ``anchor`` is a 1-element tensor that requires grad, so autograd calls backward even when the
+        # weights do not need a gradient; the grid's own gradient goes into its buffer, not into autograd.
+        ctx.save_for_backward(idx, weights)
+        ctx.grid = grid
+        return F.embedding_bag(idx, grid.values, per_sample_weights=weights, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102
+        idx, weights = ctx.saved_tensors
+        grid: SparseGrid = ctx.grid
+        grad_w = None
+        if ctx.needs_input_grad[2]:
+            grad_w = (grid.values[idx] * grad_out[:, None, :]).sum(-1)
+        if grid.trainable:
+            grid.accumulate(idx, weights, grad_out)
+        return None, None, grad_w, None
+
+
+class SparseGrid:
+    """Values ``[V, C]`` on grid vertices, looked up by trilinear corner indices and weights.
+
+    Args:
+        values: initial values ``[V, C]``.
+        lr: Adam learning rate; betas and eps as in Adam.
+    """
+
+    def __init__(self, values: torch.Tensor, lr: float, betas=(0.9, 0.99), eps: float = 1e-15):
+        self.values = values.contiguous()
+        self._anchor = torch.zeros(1, device=values.device, requires_grad=True)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.trainable = True
+        # Adam state packed per row as [exp_avg (C), exp_avg_sq (C), step (1)]: one touched row is one
+        # contiguous read and write, which is what random access on a CPU pays for.
+        C = self.values.shape[1]
+        self.adam = torch.zeros(self.values.shape[0], 2 * C + 1, device=values.device)
+        self.grad = torch.zeros_like(self.values)
+        self.touched = torch.zeros(self.values.shape[0], dtype=torch.bool, device=values.device)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.values.shape
+
+    def lookup(self, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Weighted corner sums: ``idx [P, 8]``, ``weights [P, 8]`` → ``[P, C]`` (differentiable)."""
+        return _GridLookup.apply(self._anchor, idx, weights, self)
+
+    def lookup_nograd(self, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return F.embedding_bag(idx, self.values, per_sample_weights=weights, mode="sum")
+
+    def accumulate(self, idx: torch.Tensor, weights: torch.Tensor, grad_out: torch.Tensor) -> None:
+        """Add the gradient rows of one lookup (called from backward)."""
+        flat = idx.reshape(-1)
+        rows = (weights[:, :, None] * grad_out[:, None, :]).reshape(-1, self.values.shape[1])
+        self.grad.index_add_(0, flat, rows)
+        self.touched[flat] = True
+
+    def add_grad_rows(self, rows: torch.Tensor, grad: torch.Tensor) -> None:
+        """Add a gradient ``[K, C]`` on given rows ``[K]`` (regularisers)."""
+        self.grad.index_add_(0, rows, grad)
+        self.touched[rows] = True
+
+    @torch.no_grad()
+    def step(self, lr: float | None = None) -> int:
+        """One lazy-Adam step on the touched rows; clears the gradient. Returns the number of rows updated."""
+        rows = self.touched.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return 0
+        lr = self.lr if lr is None else lr
+        b1, b2 = self.betas
+        C = self.values.shape[1]
+        g = self.grad.index_select(0, rows)
+        st = self.adam.index_select(0, rows)
+        m, v, t = st[:, :C], st[:, C:2 * C], st[:, 2 * C:]
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        t.add_(1.0)
+        bc1 = 1 - torch.pow(b1, t)
+        bc2 = 1 - torch.pow(b2, t)
+        update = (m / bc1).div_((v / bc2).sqrt_().add_(self.eps)).mul_(lr)
+        self.values.index_copy_(0, rows, self.values.index_select(0, rows).sub_(update))
+        self.adam.index_copy_(0, rows, st)
+        self.grad.index_fill_(0, rows, 0.0)
+        self.touched.index_fill_(0, rows, False)
+        return int(rows.numel())
+
+    def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        """Everything needed to resume: values and Adam state."""
+        return {f"{prefix}.values": self.values, f"{prefix}.adam": self.adam}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+        self.values = tensors[f"{prefix}.values"].to(self.values.device).contiguous()
+        C = self.values.shape[1]
+        adam = tensors.get(f"{prefix}.adam")
+        self.adam = (adam.to(self.values.device).contiguous() if adam is not None else
+                     torch.zeros(self.values.shape[0], 2 * C + 1, device=self.values.device))
+        self.grad = torch.zeros_like(self.values)
+        self.touched = torch.zeros(self.values.shape[0], dtype=torch.bool, device=self.values.device)

@@ -1,0 +1,40 @@
+"""Volume-rendering compositing (emission-absorption model, piecewise-constant density)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def alpha_from_density(sigma: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """Opacity of each interval: ``1 - exp(-sigma * delta)``; shapes ``[R, S]``."""
+    return 1.0 - torch.exp(-sigma * deltas)
+
+
+def weights_from_alpha(alpha: torch.Tensor, return_transmittance: bool = False):
+    """Compositing weights ``w_i = alpha_i * prod_{j<i} (1 - alpha_j)``.
+
+    Args:
+        alpha: ``[R, S]`` opacities in [0, 1], ordered front to back.
+        return_transmittance: also return the transmittance in front of each sample ``[R, S]``.
+    Returns:
+        weights ``[R, S]``, the transmittance left after the last sample ``[R]``, and with
+        ``return_transmittance`` the transmittance ``T_i = prod_{j<i} (1 - alpha_j)`` ``[R, S]``.
+    """
+    # log-space cumulative product: stable and cheap on CPU.
+    log_t = torch.log1p(-alpha.clamp(max=1.0 - 1e-7)).cumsum(dim=-1)
+    trans = torch.exp(torch.cat([torch.zeros_like(log_t[:, :1]), log_t[:, :-1]], dim=-1))
+    weights = alpha * trans
+    if return_transmittance:
+        return weights, torch.exp(log_t[:, -1]), trans
+    return weights, torch.exp(log_t[:, -1])
+
+
+def composite(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Weighted sum along the ray: ``weights [R, S]``, ``values [R, S, C]`` → ``[R, C]``."""
+    return torch.einsum("rs,rsc->rc", weights, values)
+
+
+def expected_depth(weights: torch.Tensor, t_mid: torch.Tensor, far: torch.Tensor) -> torch.Tensor:
+    """Expected ray distance, with the missing mass (1 - Σw) placed at ``far [R]``: ``[R]``."""
+    acc = weights.sum(dim=-1)
+    return (weights * t_mid).sum(dim=-1) + (1.0 - acc).clamp(min=0.0) * far
