@@ -1,0 +1,72 @@
+"""Training configuration: one dataclass, saved as config.json beside every checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+from dataclasses import asdict, dataclass, fields
+from dataclasses import field as dc_field
+
+from ..errors import SemfieldError
+from ..field.grid_field import FieldConfig
+from ..field.renderer import RenderOptions
+
+
+# Settings that may change when a run is resumed: how long it runs and where, not what it learns.
+RESUMABLE_CHANGES = ("iterations", "max_seconds", "checkpoint_every", "threads", "device", "eval_render")
+
+
+@dataclass
+class TrainConfig:
+    """How to train one scene. Defaults are tuned for the ``default`` generated scene on a 2-core CPU.
+
+    ``iterations`` is the schedule (deterministic for a seed); ``max_seconds`` optionally stops earlier.
+    ``coarse_to_fine``: (fraction of iterations, voxel size as a multiple of the final one) stages.
+    """
+
+    seed: int = 0
+    iterations: int = 1500
+    batch_rays: int = 4096
+    lr_grid: float = 0.1
+    lr_mlp: float = 2e-3
+    lr_final_factor: float = 0.1
+    coarse_to_fine: list[tuple[float, float]] = dc_field(default_factory=lambda: [(0.0, 2.0), (0.3, 1.0)])
+    occupancy_every: int = 16
+    max_seconds: float | None = None
+    checkpoint_every: int = 500
+    device: str = "cpu"
+    threads: int | None = None
+    field: FieldConfig = dc_field(default_factory=FieldConfig)
+    render: RenderOptions = dc_field(default_factory=RenderOptions)
+    eval_render: RenderOptions = dc_field(default_factory=lambda: RenderOptions(step_voxels=0.75, max_samples=768))
+
+    def to_dict(self) -> dict:
+        """JSON-ready settings (tuples as lists, so a saved config compares equal to a fresh one)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def same_learning(self, saved: dict) -> bool:
+        """Whether ``saved`` (a to_dict() read back) differs only in :data:`RESUMABLE_CHANGES`."""
+        mine = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES}
+        theirs = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
+        return mine == theirs
+
+    @classmethod
+    def from_dict(cls, d: dict, source=None) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise SemfieldError(f"unknown training settings: {', '.join(sorted(unknown))}", source)
+        d = dict(d)
+        try:
+            if "field" in d:
+                d["field"] = FieldConfig.from_dict(d["field"])
+            for key in ("render", "eval_render"):
+                if key in d:
+                    r = dict(d[key])
+                    r["heads"] = tuple(r.get("heads", ()))
+                    d[key] = RenderOptions(**r)
+            if "coarse_to_fine" in d:
+                d["coarse_to_fine"] = [tuple(x) for x in d["coarse_to_fine"]]
+            return cls(**d)
+        except TypeError as exc:
+            raise SemfieldError(f"bad training settings ({exc})", source) from None

@@ -1,0 +1,195 @@
+"""The training loop: batches of rays, photometric loss, lazy-Adam grid steps, coarse-to-fine, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_write_json
+from ..errors import SemfieldError
+from ..field.grid_field import GridField
+from ..field.renderer import render_rays
+from ..scene.bounds import pixel_footprint, scene_bounds
+from ..scene.types import Scene
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import RayBank
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def voxel_factor_at(config: TrainConfig, iteration: int) -> float:
+    """Voxel size multiple of the coarse-to-fine stage that ``iteration`` falls in."""
+    factor = config.coarse_to_fine[0][1] if config.coarse_to_fine else 1.0
+    for frac, f in config.coarse_to_fine:
+        if iteration >= int(frac * config.iterations):
+            factor = f
+    return factor
+
+
+def lr_factor_at(config: TrainConfig, iteration: int) -> float:
+    """Exponential decay from 1 to ``lr_final_factor`` over the schedule."""
+    return config.lr_final_factor ** (iteration / max(1, config.iterations))
+
+
+class Trainer:
+    """Trains a GridField on a scene's training split into ``run_dir`` (resuming if it holds a checkpoint).
+
+    Args:
+        scene: the scene (images are read when training starts).
+        run_dir: output folder: config.json, checkpoint.*, metrics.json, pictures.
+        config: settings; on resume the saved config must match.
+    """
+
+    def __init__(self, scene: Scene, run_dir: str | Path, config: TrainConfig):
+        self.scene, self.run_dir, self.config = scene, Path(run_dir), config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = torch.device(config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SemfieldError("device 'cuda' asked for but no CUDA GPU is available")
+        self.iteration = 0
+        self.train_seconds = 0.0
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        torch.manual_seed(config.seed)
+        outer, focus = scene_bounds(scene)
+        self.field: GridField | None = None
+        self._outer, self._focus = outer, focus
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # ----- setup / resume ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        cfg = self.config
+        footprint = pixel_footprint(self.scene, self._focus)
+        final = GridField(cfg.field, self._outer, self._focus, voxel=1.0, pixel_footprint=footprint).final_voxel
+        fld = GridField(cfg.field, self._outer, self._focus, voxel=final * voxel_factor_at(cfg, 0),
+                        device=self.device, final_voxel=final)
+        self.field = fld
+        self._set_lrs(0)
+        self.optimizer = torch.optim.Adam(fld.parameters(), lr=cfg.lr_mlp, eps=1e-15)
+
+    def _set_lrs(self, iteration: int) -> None:
+        f = lr_factor_at(self.config, iteration)
+        for name, grid in self.field.sparse_grids().items():
+            grid.lr = self.config.lr_grid * f * (0.5 if name.startswith("head.") else 1.0)
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.lr_mlp * f
+
+    def resume_or_start(self) -> bool:
+        """Load the run folder's checkpoint if there is one; returns True when resuming."""
+        config_path = self.run_dir / "config.json"
+        if (self.run_dir / "checkpoint.json").exists():
+            tensors, state = load_checkpoint(self.run_dir)
+            saved = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+            if not self.config.same_learning(saved.get("train", {})):
+                raise SemfieldError("run folder holds a run with different settings; use a new --out or the "
+                                    "same settings to resume", self.run_dir)
+            self.field = GridField.from_state(state["layout"], tensors, device=self.device)
+            self.optimizer = torch.optim.Adam(self.field.parameters(), lr=self.config.lr_mlp, eps=1e-15)
+            opt_state = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
+            if opt_state:
+                self.optimizer.load_state_dict(_unflatten_optim(opt_state, state["optim_meta"]))
+            self.iteration = int(state["iteration"])
+            self.train_seconds = float(state["train_seconds"])
+            self.generator.set_state(tensors["rng.generator"])
+            return True
+        self._build()
+        return False
+
+    def save(self) -> None:
+        tensors = self.field.state_tensors()
+        flat, meta = _flatten_optim(self.optimizer.state_dict())
+        tensors.update({f"optim.{k}": v for k, v in flat.items()})
+        tensors["rng.generator"] = self.generator.get_state()
+        state = {"iteration": self.iteration, "train_seconds": self.train_seconds, "layout": self.field.layout(),
+                 "optim_meta": meta}
+        save_checkpoint(self.run_dir, tensors, state)
+
+    # ----- the loop ----------------------------------------------------------------------------------
+    def train(self, progress: bool = True, callback=None, callback_every: int = 0) -> dict:
+        """Run (or finish) the schedule. Ctrl-C saves a checkpoint and re-raises KeyboardInterrupt.
+
+        ``callback(trainer)`` runs every ``callback_every`` iterations (e.g. a benchmark evaluating the
+        test views); its time is not counted in ``train_seconds``.
+        """
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.resume_or_start()  # checks the saved settings before they are overwritten
+        atomic_write_json(self.run_dir / "config.json", {"scene": str(self.scene.source), "train": cfg.to_dict()})
+        bank = RayBank(self.scene.split("train"), self.device)
+        bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc="train",
+                   unit="it", dynamic_ncols=True)
+        psnr_ema = None
+        start = time.perf_counter() - self.train_seconds
+        try:
+            while self.iteration < cfg.iterations:
+                if cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds:
+                    break
+                loss_val = self.step(bank)
+                psnr = -10.0 * math.log10(max(loss_val, 1e-10))
+                psnr_ema = psnr if psnr_ema is None else 0.9 * psnr_ema + 0.1 * psnr
+                self.iteration += 1
+                self.train_seconds = time.perf_counter() - start
+                bar.update(1)
+                if self.iteration % 10 == 0:
+                    bar.set_postfix(psnr=f"{psnr_ema:.2f}", voxel=f"{self.field.voxel * 1000:.1f}mm")
+                if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                    self.save()
+                if callback is not None and callback_every and self.iteration % callback_every == 0:
+                    paused = time.perf_counter()
+                    callback(self)
+                    start += time.perf_counter() - paused
+        except KeyboardInterrupt:
+            self.train_seconds = time.perf_counter() - start
+            self.save()
+            bar.close()
+            raise
+        bar.close()
+        self.save()
+        return {"iterations": self.iteration, "train_seconds": self.train_seconds, "resumed": resumed,
+                "train_psnr_ema": psnr_ema, "peak_rss_mb": peak_rss_mb()}
+
+    def step(self, bank: RayBank) -> float:
+        cfg, fld = self.config, self.field
+        target_voxel = fld.final_voxel * voxel_factor_at(cfg, self.iteration)
+        if abs(target_voxel - fld.voxel) > 1e-9:
+            fld.resample(target_voxel)
+        if self.iteration % cfg.occupancy_every == 0:
+            fld.refresh_occupancy()
+        self._set_lrs(self.iteration)
+        origins, dirs, zpt, rgb = bank.batch(cfg.batch_rays, self.generator)
+        out = render_rays(fld, origins, dirs, zpt, cfg.render, stratified=True, generator=self.generator)
+        loss = torch.mean((out["rgb"] - rgb) ** 2)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        for grid in fld.sparse_grids().values():
+            grid.step()
+        return float(loss.detach())
+
+
+def _flatten_optim(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """torch.optim state dict → flat tensors + JSON meta (no pickle)."""
+    flat, meta = {}, {"param_groups": state["param_groups"], "state": {}}
+    for pid, s in state["state"].items():
+        meta["state"][str(pid)] = []
+        for k, v in s.items():
+            if torch.is_tensor(v):
+                flat[f"{pid}.{k}"] = v
+                meta["state"][str(pid)].append(k)
+    return flat, meta
+
+
+def _unflatten_optim(flat: dict[str, torch.Tensor], meta: dict) -> dict:
+    state = {int(pid): {k: flat[f"{pid}.{k}"] for k in keys} for pid, keys in meta["state"].items()}
+    return {"state": state, "param_groups": meta["param_groups"]}
