@@ -295,3 +295,26 @@ def test_weights_gradient_gradcheck():
     alpha = (torch.rand(3, 5, dtype=torch.float64) * 0.8 + 0.05).requires_grad_()
     assert torch.autograd.gradcheck(lambda a: weights_from_alpha(a), (alpha,))
     assert torch.autograd.gradcheck(lambda a: weights_from_alpha(a, return_transmittance=True), (alpha,))
+
+
+def test_distortion_loss_matches_quadratic_definition():
+    from semfield.render.composite import distortion_loss
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.rand(4, 9, generator=g, dtype=torch.float64)
+    t = torch.sort(torch.rand(4, 9, generator=g, dtype=torch.float64) * 5).values
+    d = torch.rand(4, 9, generator=g, dtype=torch.float64) * 0.1
+    ref = (w[:, :, None] * w[:, None, :] * (t[:, :, None] - t[:, None, :]).abs()).sum((1, 2))
+    ref = ref + (w**2 * d).sum(1) / 3
+    torch.testing.assert_close(distortion_loss(w, t, d), ref)
+
+
+def test_distortion_loss_prefers_concentrated_weight():
+    from semfield.render.composite import distortion_loss
+
+    t = torch.linspace(0.05, 0.95, 10)[None]
+    d = torch.full_like(t, 0.1)
+    spread = torch.full_like(t, 0.1)
+    peak = torch.zeros_like(t)
+    peak[0, 4] = 1.0
+    assert float(distortion_loss(peak, t, d)) < float(distortion_loss(spread, t, d)) / 5

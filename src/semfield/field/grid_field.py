@@ -52,7 +52,7 @@ class FieldConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FieldConfig":
+    def from_dict(cls, d: dict) -> FieldConfig:
         d = dict(d)
         d["heads"] = {k: HeadConfig(**v) for k, v in d.get("heads", {}).items()}
         return cls(**d)
@@ -113,6 +113,8 @@ class GridField(nn.Module):
             if head.latent:
                 self.head_decoders[name] = nn.Linear(head.latent, head.dim)
         self.to(self.device_)
+        # Until the trainer says the density means something, nothing is pruned as empty space.
+        self.occupancy_ready = False
         self.refresh_occupancy()
 
     # ----- layout -------------------------------------------------------------------------------------
@@ -152,13 +154,31 @@ class GridField(nn.Module):
             idx, w, _ = trilinear_corners(chunk, self.axes)
             new_d.append(self.density.lookup_nograd(idx, w))
             new_c.append(self.color.lookup_nograd(idx, w))
+        visited = []
+        old_visited = self.density.visited.to(torch.float32)[:, None]
+        for chunk in pts.split(1 << 20):
+            idx, w, _ = trilinear_corners(chunk, self.axes)
+            visited.append(F.embedding_bag(idx, old_visited, per_sample_weights=w, mode="sum")[:, 0] > 0)
         self.axes, self.voxel = new_axes, float(voxel)
         self.density = SparseGrid(torch.cat(new_d), lr=self.density.lr)
+        self.density.visited = torch.cat(visited)
         self.color = SparseGrid(torch.cat(new_c), lr=self.color.lr)
         self.refresh_occupancy()
 
-    # ----- occupancy used for proposal sampling --------------------------------------------------------
-    POOL = 4
+    @torch.no_grad()
+    def empty_unvisited(self) -> int:
+        """Make every density vertex that no training sample ever reached empty; returns how many.
+
+        The initial density is a thin fog so that geometry can be carved from it; where no training ray
+        passed, the data says nothing and the fog would remain, in front of any new camera placed there.
+        """
+        unvisited = ~self.density.visited
+        self.density.values[unvisited] = self.raw_for_sigma(1e-6)
+        self.refresh_occupancy()
+        return int(unvisited.sum())
+
+    # ----- occupancy used for sampling --------------------------------------------------------------
+    POOL = 2
 
     @torch.no_grad()
     def refresh_occupancy(self) -> None:
@@ -167,18 +187,26 @@ class GridField(nn.Module):
         raw = self.density.values.view(1, 1, nx, ny, nz)
         self.pooled = F.max_pool3d(raw, kernel_size=self.POOL, stride=self.POOL, ceil_mode=True)[0, 0]
 
-    def pooled_sigma(self, points: torch.Tensor) -> torch.Tensor:
-        """Conservative density (per metre) at ``points [P, 3]`` from the pooled grid: ``[P]``."""
+    def pooled_raw(self, points: torch.Tensor) -> torch.Tensor:
+        """Max-pooled raw density at ``points [P, 3]`` (points outside the box clamp to the border): ``[P]``."""
         from .warp import world_to_vertex
 
-        shape = self.pooled.shape
-        idx = []
-        for d in range(3):
-            u = world_to_vertex(points[:, d], self.axes[d])
-            idx.append((u / self.POOL).floor().long().clamp(0, shape[d] - 1))
-        raw = self.pooled[idx[0], idx[1], idx[2]]
-        inside = self._inside(points)
-        return torch.where(inside, self.activate_density(raw), torch.zeros_like(raw))
+        nx, ny, nz = self.pooled.shape
+        flat = None
+        for d, n in enumerate((nx, ny, nz)):
+            u = world_to_vertex(points[:, d], self.axes[d]).div_(self.POOL).floor_().clamp_(0, n - 1).long()
+            flat = u if flat is None else flat * n + u
+        return self.pooled.reshape(-1)[flat]
+
+    def pooled_sigma(self, points: torch.Tensor) -> torch.Tensor:
+        """Conservative density (per metre) at ``points [P, 3]`` from the pooled grid: ``[P]``."""
+        sigma = self.activate_density(self.pooled_raw(points))
+        return torch.where(self._inside(points), sigma, torch.zeros_like(sigma))
+
+    def raw_for_sigma(self, sigma: float) -> float:
+        """The raw grid value whose density is ``sigma`` (inverse of :meth:`activate_density`)."""
+        x = sigma * self.final_voxel
+        return (math.log(math.expm1(x)) if x < 20 else x) - self.density_shift
 
     def _inside(self, points: torch.Tensor) -> torch.Tensor:
         lo = torch.as_tensor(self.outer_aabb[0], device=points.device, dtype=points.dtype)
@@ -221,15 +249,17 @@ class GridField(nn.Module):
 
     def layout(self) -> dict:
         return {"outer_aabb": self.outer_aabb.tolist(), "focus_aabb": self.focus_aabb.tolist(),
-                "voxel": self.voxel, "final_voxel": self.final_voxel, "config": self.config.to_dict()}
+                "voxel": self.voxel, "final_voxel": self.final_voxel, "occupancy_ready": self.occupancy_ready,
+                "config": self.config.to_dict()}
 
     @classmethod
-    def from_state(cls, layout: dict, tensors: dict[str, torch.Tensor], device="cpu") -> "GridField":
+    def from_state(cls, layout: dict, tensors: dict[str, torch.Tensor], device="cpu") -> GridField:
         config = FieldConfig.from_dict(layout["config"])
         fld = cls(config, layout["outer_aabb"], layout["focus_aabb"], voxel=layout["voxel"], device=device,
                   final_voxel=layout.get("final_voxel"))
         for name, grid in fld.sparse_grids().items():
             grid.load_state_tensors(tensors, f"grid.{name}")
         fld.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
+        fld.occupancy_ready = bool(layout.get("occupancy_ready", True))
         fld.refresh_occupancy()
         return fld

@@ -3,13 +3,12 @@
 1. Candidate samples at a fixed step along each ray (``step_voxels`` times the field's current voxel size,
    jittered within each step when training), between the ray's entry into and exit from the outer box.
 2. Candidates in empty space — where the field's max-pooled density (a conservative occupancy grid) gives
-   an opacity below ``occupied_alpha`` per step — are skipped: no grid lookup at all.
+   an opacity below ``occupied_alpha`` per voxel — are skipped: no grid lookup at all.
 3. The density of the occupied candidates is read without gradient to find how far each ray still sees;
    only the samples with transmittance above ``min_transmittance`` are read again with autograd, so the
    gradient scatter is paid at the ray's first surface, not behind it.
 4. Colour (and feature heads) are evaluated only at seen samples with opacity above ``min_alpha``.
-Whatever passes every sample ends on the outer box wall, coloured by the colour grid there (a closed room,
-or a skybox for open captures).
+Whatever passes every sample ends on the background (``RenderOptions.background``).
 """
 
 from __future__ import annotations
@@ -29,11 +28,14 @@ class RenderOptions:
     step_voxels: float = 1.5
     max_samples: int = 384
     near: float = 0.05
-    occupied_alpha: float = 1e-3
+    occupied_alpha: float = 5e-3
     min_transmittance: float = 1e-3
-    min_alpha: float = 1e-5
+    min_alpha: float = 1e-4
     heads: tuple[str, ...] = ()
-    opaque_boundary: bool = True
+    # What a ray that passes every sample ends on: "boundary" (the outer box wall, coloured by the colour
+    # grid: a skybox for open captures), "random" (a random colour per ray: training of closed scenes,
+    # which forces surfaces to be opaque), or a grey level "0.5".
+    background: str = "boundary"
 
 
 def sample_steps(near: torch.Tensor, far: torch.Tensor, step: float, max_samples: int, stratified: bool,
@@ -46,7 +48,7 @@ def sample_steps(near: torch.Tensor, far: torch.Tensor, step: float, max_samples
     """
     R = near.shape[0]
     span = (far - near).clamp(min=0)
-    S = max(1, min(max_samples, int(math.ceil(float(span.detach().max()) / step)) if R else 1))
+    S = max(1, min(max_samples, math.ceil(float(span.detach().max()) / step) if R else 1))
     step_r = torch.maximum(span / S, torch.full_like(span, step))  # rays longer than S steps stretch
     k = torch.arange(S, device=near.device, dtype=near.dtype)
     start = near[:, None] + k * step_r[:, None]
@@ -72,8 +74,8 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         stratified: jitter samples (training).
     Returns:
         dict with ``rgb [R, 3]``, ``depth [R]`` (planar, camera z), ``distance [R]`` (along the ray),
-        ``acc [R]`` (opacity of the samples, without the boundary), ``weights [R, S]``, ``t [R, S]``,
-        ``samples`` (number of grid-evaluated samples), and one ``[R, dim]`` entry per head in
+        ``acc [R]`` (opacity of the samples, without the boundary), ``weights [R, S]``, ``t [R, S]``, ``deltas [R, S]``,
+        ``samples`` (counts of candidate, occupied, seen and coloured samples), and one ``[R, dim]`` entry per head in
         ``opts.heads``. Head features are composited with detached weights: they never move geometry.
     """
     R = origins.shape[0]
@@ -85,7 +87,12 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
     flat_deltas = deltas.reshape(-1)
 
     with torch.no_grad():
-        occupied = (alpha_from_density(fld.pooled_sigma(pts), flat_deltas) > opts.occupied_alpha)
+        # occupied: the pooled density makes one voxel more opaque than occupied_alpha, whatever the step
+        # (compared on raw values: no activation on the many candidates; all candidates lie in the box).
+        raw_min = fld.raw_for_sigma(-math.log1p(-opts.occupied_alpha) / fld.voxel)
+        occupied = flat_deltas > 0
+        if fld.occupancy_ready:
+            occupied &= fld.pooled_raw(pts) > raw_min
         occ = occupied.nonzero().squeeze(1)
         idx, w, _ = fld.corners(pts[occ])
         sig_occ = fld.activate_density(fld.density.lookup_nograd(idx, w).squeeze(-1))
@@ -114,13 +121,20 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
     rgb_all = torch.zeros(R * S, 3, device=origins.device, dtype=rgb_s.dtype).index_copy(0, keep, rgb_s)
     rgb = torch.einsum("rs,rsc->rc", weights, rgb_all.view(R, S, 3))
     acc = weights.sum(dim=-1)
-    if opts.opaque_boundary:
+    if opts.background == "boundary":
         far_pts = origins + dirs * (far - 1e-4)[:, None]
         fidx, fw, _ = fld.corners(far_pts)
         rgb = rgb + t_final[:, None] * fld.rgb(fidx, fw, dirs)
+    elif opts.background == "random":
+        bg = torch.rand(R, 3, device=origins.device, dtype=rgb.dtype, generator=generator)
+        rgb = rgb + t_final[:, None] * bg
+    else:
+        rgb = rgb + t_final[:, None] * float(opts.background)
     distance = expected_depth(weights, t, far)
     out = {"rgb": rgb, "depth": distance * z_per_t, "distance": distance, "acc": acc,
-           "weights": weights, "t": t, "samples": int(seen.numel())}
+           "weights": weights, "t": t, "deltas": deltas,
+           "samples": {"candidates": R * S, "occupied": int(occ.numel()), "seen": int(seen.numel()),
+                       "coloured": int(keep.numel())}}
     if opts.heads:
         wd = weights.detach().reshape(-1)[keep]
         ray_of = keep // S

@@ -10,13 +10,15 @@ gather-multiply-sum.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 
 class _GridLookup(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, anchor, idx, weights, grid):  # noqa: D102 - autograd plumbing
+    def forward(ctx, anchor, idx, weights, grid):
         # ``anchor`` is a 1-element tensor that requires grad, so autograd calls backward even when the
         # weights do not need a gradient; the grid's own gradient goes into its buffer, not into autograd.
         ctx.save_for_backward(idx, weights)
@@ -24,7 +26,7 @@ class _GridLookup(torch.autograd.Function):
         return F.embedding_bag(idx, grid.values, per_sample_weights=weights, mode="sum")
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: D102
+    def backward(ctx, grad_out):
         idx, weights = ctx.saved_tensors
         grid: SparseGrid = ctx.grid
         grad_w = None
@@ -48,12 +50,16 @@ class SparseGrid:
         self._anchor = torch.zeros(1, device=values.device, requires_grad=True)
         self.lr, self.betas, self.eps = lr, betas, eps
         self.trainable = True
-        # Adam state packed per row as [exp_avg (C), exp_avg_sq (C), step (1)]: one touched row is one
-        # contiguous read and write, which is what random access on a CPU pays for.
+        # Adam state packed per row as [exp_avg (C), exp_avg_sq (C)]: one touched row is one contiguous
+        # read and write, which is what random access on a CPU pays for. Bias correction uses the grid's
+        # step count (rows touched late get a slightly small first step, as with Adam's own warm-up).
         C = self.values.shape[1]
-        self.adam = torch.zeros(self.values.shape[0], 2 * C + 1, device=values.device)
+        self.adam = torch.zeros(self.values.shape[0], 2 * C, device=values.device)
+        self.steps = 0
         self.grad = torch.zeros_like(self.values)
         self.touched = torch.zeros(self.values.shape[0], dtype=torch.bool, device=values.device)
+        # rows that ever received a gradient (what the training data says anything about)
+        self.visited = torch.zeros(self.values.shape[0], dtype=torch.bool, device=values.device)
 
     @property
     def shape(self) -> torch.Size:
@@ -87,30 +93,39 @@ class SparseGrid:
         lr = self.lr if lr is None else lr
         b1, b2 = self.betas
         C = self.values.shape[1]
+        self.steps += 1
         g = self.grad.index_select(0, rows)
         st = self.adam.index_select(0, rows)
-        m, v, t = st[:, :C], st[:, C:2 * C], st[:, 2 * C:]
+        m, v = st[:, :C], st[:, C:]
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        t.add_(1.0)
-        bc1 = 1 - torch.pow(b1, t)
-        bc2 = 1 - torch.pow(b2, t)
-        update = (m / bc1).div_((v / bc2).sqrt_().add_(self.eps)).mul_(lr)
+        bc1 = 1 - b1 ** self.steps
+        bc2 = 1 - b2 ** self.steps
+        update = v.sqrt().mul_(1.0 / math.sqrt(bc2)).add_(self.eps)
+        update = torch.div(m, update).mul_(lr / bc1)
         self.values.index_copy_(0, rows, self.values.index_select(0, rows).sub_(update))
         self.adam.index_copy_(0, rows, st)
         self.grad.index_fill_(0, rows, 0.0)
         self.touched.index_fill_(0, rows, False)
+        self.visited.index_fill_(0, rows, True)
         return int(rows.numel())
 
     def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         """Everything needed to resume: values and Adam state."""
-        return {f"{prefix}.values": self.values, f"{prefix}.adam": self.adam}
+        return {f"{prefix}.values": self.values, f"{prefix}.adam": self.adam,
+                f"{prefix}.steps": torch.tensor([self.steps], dtype=torch.int64),
+                f"{prefix}.visited": self.visited.to(torch.uint8)}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], prefix: str) -> None:
         self.values = tensors[f"{prefix}.values"].to(self.values.device).contiguous()
         C = self.values.shape[1]
         adam = tensors.get(f"{prefix}.adam")
         self.adam = (adam.to(self.values.device).contiguous() if adam is not None else
-                     torch.zeros(self.values.shape[0], 2 * C + 1, device=self.values.device))
+                     torch.zeros(self.values.shape[0], 2 * C, device=self.values.device))
+        steps = tensors.get(f"{prefix}.steps")
+        self.steps = int(steps[0]) if steps is not None else 0
         self.grad = torch.zeros_like(self.values)
         self.touched = torch.zeros(self.values.shape[0], dtype=torch.bool, device=self.values.device)
+        visited = tensors.get(f"{prefix}.visited")
+        self.visited = (visited.to(self.values.device).bool() if visited is not None else
+                        torch.zeros(self.values.shape[0], dtype=torch.bool, device=self.values.device))

@@ -32,12 +32,12 @@ class Intrinsics:
         """Calibration matrix ``[3, 3]``."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
-    def scaled(self, factor: float) -> "Intrinsics":
+    def scaled(self, factor: float) -> Intrinsics:
         """Intrinsics of the same camera with the image resized by ``factor``."""
         return replace(
             self,
-            width=int(round(self.width * factor)),
-            height=int(round(self.height * factor)),
+            width=round(self.width * factor),
+            height=round(self.height * factor),
             fx=self.fx * factor,
             fy=self.fy * factor,
             cx=self.cx * factor,

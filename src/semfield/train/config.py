@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-
 from dataclasses import asdict, dataclass, fields
 from dataclasses import field as dc_field
 
 from ..errors import SemfieldError
 from ..field.grid_field import FieldConfig
 from ..field.renderer import RenderOptions
-
 
 # Settings that may change when a run is resumed: how long it runs and where, not what it learns.
 RESUMABLE_CHANGES = ("iterations", "max_seconds", "checkpoint_every", "threads", "device", "eval_render")
@@ -22,16 +20,21 @@ class TrainConfig:
 
     ``iterations`` is the schedule (deterministic for a seed); ``max_seconds`` optionally stops earlier.
     ``coarse_to_fine``: (fraction of iterations, voxel size as a multiple of the final one) stages.
+    ``occupancy_warmup``: fraction of the schedule before empty space is skipped. Space is pruned only
+    once carved below its initial density (``render.occupied_alpha`` < ``field.density_init_alpha``), so
+    none is needed by default; an initial density below the threshold needs one.
     """
 
     seed: int = 0
-    iterations: int = 1500
+    iterations: int = 500
     batch_rays: int = 4096
     lr_grid: float = 0.1
     lr_mlp: float = 2e-3
     lr_final_factor: float = 0.1
-    coarse_to_fine: list[tuple[float, float]] = dc_field(default_factory=lambda: [(0.0, 2.0), (0.3, 1.0)])
+    coarse_to_fine: list[tuple[float, float]] = dc_field(default_factory=lambda: [(0.0, 4.0), (0.2, 2.0), (0.45, 1.0)])
     occupancy_every: int = 16
+    occupancy_warmup: float = 0.0
+    distortion_weight: float = 0.01
     max_seconds: float | None = None
     checkpoint_every: int = 500
     device: str = "cpu"
@@ -51,7 +54,7 @@ class TrainConfig:
         return mine == theirs
 
     @classmethod
-    def from_dict(cls, d: dict, source=None) -> "TrainConfig":
+    def from_dict(cls, d: dict, source=None) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

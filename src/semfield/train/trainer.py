@@ -15,6 +15,7 @@ from ..atomic import atomic_write_json
 from ..errors import SemfieldError
 from ..field.grid_field import GridField
 from ..field.renderer import render_rays
+from ..render.composite import distortion_loss
 from ..scene.bounds import pixel_footprint, scene_bounds
 from ..scene.types import Scene
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -155,27 +156,33 @@ class Trainer:
             bar.close()
             raise
         bar.close()
+        emptied = self.field.empty_unvisited()
         self.save()
         return {"iterations": self.iteration, "train_seconds": self.train_seconds, "resumed": resumed,
-                "train_psnr_ema": psnr_ema, "peak_rss_mb": peak_rss_mb()}
+                "train_psnr_ema": psnr_ema, "peak_rss_mb": peak_rss_mb(), "emptied_vertices": emptied}
 
     def step(self, bank: RayBank) -> float:
         cfg, fld = self.config, self.field
         target_voxel = fld.final_voxel * voxel_factor_at(cfg, self.iteration)
         if abs(target_voxel - fld.voxel) > 1e-9:
             fld.resample(target_voxel)
+        fld.occupancy_ready = self.iteration >= cfg.occupancy_warmup * cfg.iterations
         if self.iteration % cfg.occupancy_every == 0:
             fld.refresh_occupancy()
         self._set_lrs(self.iteration)
         origins, dirs, zpt, rgb = bank.batch(cfg.batch_rays, self.generator)
         out = render_rays(fld, origins, dirs, zpt, cfg.render, stratified=True, generator=self.generator)
         loss = torch.mean((out["rgb"] - rgb) ** 2)
+        self.last_samples = out["samples"]
+        photometric = float(loss.detach())
+        if cfg.distortion_weight > 0:
+            loss = loss + cfg.distortion_weight * distortion_loss(out["weights"], out["t"], out["deltas"]).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         for grid in fld.sparse_grids().values():
             grid.step()
-        return float(loss.detach())
+        return photometric
 
 
 def _flatten_optim(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
