@@ -17,7 +17,7 @@ import pytest
 from analytic_scene import make_analytic_scene
 
 TINY = ["--set", "batch_rays=256", "--set", "field.focus_vertices=20000",
-        "--set", "eval_render.n_coarse=32", "--set", "eval_render.n_fine=8", "--no-progress"]
+        "--set", "eval_render.max_samples=64", "--no-progress"]
 # One intra-op thread: with a busy machine, OpenMP spin-waiting makes tiny tensors ops very slow.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -117,7 +117,7 @@ def test_train_rejects_unwritable_output(scene, tmp_path):
 
 
 @pytest.mark.parametrize("setting, word", [("field.no_such_thing=1", "field.no_such_thing"),
-                                           ("nope=2", "nope"), ("render.n_fine=\"many\"", "render.n_fine")])
+                                           ("nope=2", "nope"), ("render.step_voxels=\"many\"", "render.step_voxels")])
 def test_train_rejects_bad_setting(setting, word, scene, tmp_path):
     res = cli("train", scene, "--out", tmp_path / "run", "--set", setting, "--no-progress")
     assert_one_line_error(res, word)

@@ -133,7 +133,7 @@ def train_cmd(scene: Path, run_dir: Path, iterations, max_seconds, seed, device,
     EXAMPLES
       semfield train scenes/tiny --out runs/tiny --iterations 300
       semfield train scenes/tiny/transforms.json --out runs/t2 --max-seconds 60 --no-progress
-      semfield train my_capture/ --out runs/cap --set field.focus_vertices=4000000 --set render.n_fine=24
+      semfield train my_capture/ --out runs/cap --set field.focus_vertices=4000000 --set render.step_voxels=2.0
       semfield train scenes/tiny --out runs/t3 --config runs/tiny/config.json --device cuda
     """
     from .pipeline import train_and_evaluate
@@ -220,8 +220,9 @@ def info_cmd(run_dir: Path) -> None:
                f" outer x{cfg.field.outer_factor:g}), heads: {', '.join(cfg.field.heads) or 'none'}")
     lo, hi = fld.focus_aabb
     click.echo(f"focus box:  [{', '.join(f'{v:.2f}' for v in lo)}] .. [{', '.join(f'{v:.2f}' for v in hi)}]")
-    click.echo(f"sampling:   train {cfg.render.n_coarse}+{cfg.render.n_fine}, "
-               f"eval {cfg.eval_render.n_coarse}+{cfg.eval_render.n_fine} samples per ray")
+    click.echo(f"sampling:   step {cfg.render.step_voxels:g} voxels (eval {cfg.eval_render.step_voxels:g}), "
+               f"at most {cfg.render.max_samples} (eval {cfg.eval_render.max_samples}) per ray, "
+               f"background {cfg.render.background}")
     metrics = run.metrics
     if metrics is None:
         click.echo("metrics:    not evaluated yet")

@@ -1,7 +1,7 @@
 """Training settings from the command line: a JSON file and ``key=value`` overrides of :class:`TrainConfig`.
 
 Keys are the (nested, dotted) field names of ``TrainConfig.to_dict()``: ``iterations``, ``field.focus_vertices``,
-``render.n_fine``, ``field.heads.clip.dim``, ... Values are parsed as JSON (``4000000``, ``null``, ``[1, 2]``,
+``render.step_voxels``, ``field.heads.clip.dim``, ... Values are parsed as JSON (``4000000``, ``null``, ``[1, 2]``,
 ``true``); anything that is not valid JSON is taken as a string (``device=cuda``).
 """
 
@@ -18,7 +18,7 @@ FREE_FORM = ("field.heads",)  # mappings whose keys are names chosen by the user
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"render.n_fine=24"`` → ``("render.n_fine", 24)``; a value that is not JSON stays a string."""
+    """``"render.max_samples=256"`` → ``("render.max_samples", 256)``; a value that is not JSON stays a string."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
