@@ -19,6 +19,7 @@ import torch
 
 from .atomic import atomic_write_json, atomic_write_text
 from .errors import SemfieldError
+from .machine import cpu_model
 from .run import METRICS_FILE, Run, check_output_dir, check_resumable, load_run
 from .scene.load import load_scene
 from .scene.types import Scene
@@ -49,15 +50,7 @@ def peak_rss_mb() -> float:
 
 def machine_info(device: str) -> dict[str, Any]:
     """CPU model, core count, torch version and the device the run used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "device": device,
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "device": device,
             "python": platform.python_version(), "threads": torch.get_num_threads()}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))

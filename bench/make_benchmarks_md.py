@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Regenerate BENCHMARKS.md from the ``results.json`` files written by the benchmark scripts.
+
+    python bench/make_benchmarks_md.py [--results-glob 'bench/results/*/results.json'] [--output BENCHMARKS.md]
+
+Every number in the output comes from a results.json; nothing is typed by hand. Relative globs and paths are
+taken from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_GLOB = "bench/results/*/results.json"
+REGENERATE = ("python bench/bench_train.py --out bench/results/train_default --runs 3 --budget 120 "
+              "--preset default --seed 0 && python bench/make_benchmarks_md.py")
+
+# (key, label, format, target key in results["targets"] or None)
+TRAIN_ROWS = (
+    ("psnr_test", "held-out PSNR (dB)", ".2f"),
+    ("ssim_test", "held-out SSIM", ".3f"),
+    ("depth_abs_rel_test", "depth abs-rel, full image", ".4f"),
+    ("depth_abs_rel_fg_test", "depth abs-rel, foreground (table + objects)", ".4f"),
+    ("depth_rmse_test", "depth RMSE (m)", ".4f"),
+    ("train_seconds", "training time (s)", ".1f"),
+    ("iterations", "iterations", ".0f"),
+    ("peak_rss_mb", "peak RSS (MB)", ".0f"),
+    ("wall_seconds", "whole-process wall time (s)", ".1f"),
+)
+DEFAULT_TARGETS = {"psnr_test": [">=", 26.0], "depth_abs_rel_fg_test": ["<=", 0.08],
+                   "peak_rss_mb": ["<=", 4096.0], "train_seconds": ["<=", 120.0]}
+UNITS = {"psnr_test": " dB", "peak_rss_mb": " MB", "train_seconds": " s"}
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def _run_value(run: dict[str, Any], key: str) -> Any:
+    return run.get("final", {}).get(key, run.get(key))
+
+
+def _target_cells(key: str, value: Any, targets: dict[str, Any]) -> tuple[str, str]:
+    if key not in targets:
+        return "", ""
+    op, bound = targets[key]
+    text = f"{'≥' if op == '>=' else '≤'} {bound:g}{UNITS.get(key, '')}"
+    if value is None:
+        return text, "n/a"
+    ok = value >= bound if op == ">=" else value <= bound
+    return text, "yes" if ok else "**no**"
+
+
+def _machine(m: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    threads = sorted({r["torch_threads"] for r in runs if r.get("torch_threads")}) or [m.get("torch_threads", "?")]
+    parts = [m.get("cpu", "?"), f"{m.get('cores', '?')} cores (torch threads used: {', '.join(map(str, threads))})"]
+    if m.get("ram_mb"):
+        parts.append(f"{m['ram_mb'] / 1024:.0f} GiB RAM")
+    parts.append(f"GPU: {m['gpu']}" if m.get("gpu") else "no GPU")
+    parts.append(f"torch {m.get('torch', '?')}, Python {m.get('python', '?')}")
+    return ", ".join(parts)
+
+
+def _stops(runs: list[dict[str, Any]]) -> str:
+    sched = sorted({r.get("schedule_iterations") for r in runs if r.get("schedule_iterations")})
+    if not sched:
+        return ""
+    by_time = sum(1 for r in runs if r.get("stopped_by") == "max_seconds")
+    return (f"Schedule length {', '.join(map(str, sched))} iterations; {by_time} of {len(runs)} run(s) "
+            f"stopped by the time budget before finishing it.")
+
+
+def train_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
+    scene, settings = res["scene"], res.get("settings", {})
+    targets = res.get("targets") or DEFAULT_TARGETS
+    runs = res["runs"]
+    name = path.parent.name
+    git = res.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    lines = [f"## Training: `{name}`", "",
+             (f"**{scene['label']}.** {len(runs)} run(s) of at most {settings.get('budget_seconds', '?'):g} s "
+             f"of training each, every run in its own process (training seeds "
+             f"{', '.join(map(str, settings.get('train_seeds', [])))}); figures are the **median over runs**. "
+             f"Final metrics render all test views with `eval_render`; the curve points use the training "
+             f"sampler (`render`). Training time excludes evaluation; wall time is the whole process "
+             f"(start-up, scene loading, training, evaluations). {_stops(runs)}"), "",
+             "```", res["command"], "```", "",
+             f"- Machine: {_machine(res.get('machine', {}), runs)}",
+             f"- Code: commit {commit}, run started {res.get('started', '?')}",
+             f"- Settings overridden: {', '.join(f'`{s}`' for s in settings.get('set', [])) or 'none (defaults)'}",
+             f"- Results: `{os.path.relpath(path, output.parent)}`", "",
+             "| figure | median | target | meets target |", "|---|---|---|---|"]
+    summary = res["summary"]
+    for key, label, spec in TRAIN_ROWS:
+        target, ok = _target_cells(key, summary.get(key), targets)
+        lines.append(f"| {label} | {_fmt(summary.get(key), spec)} | {target} | {ok} |")
+    lines += ["", "Per run:", "",
+              "| run | seed | iterations | train s | wall s | PSNR | SSIM | abs-rel | fg abs-rel | RMSE | peak RSS MB |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        cells = [str(r.get("run")), str(r.get("train_seed", "?"))]
+        for key, spec in (("iterations", ".0f"), ("train_seconds", ".1f"), ("wall_seconds", ".1f"),
+                          ("psnr_test", ".2f"), ("ssim_test", ".3f"), ("depth_abs_rel_test", ".4f"),
+                          ("depth_abs_rel_fg_test", ".4f"), ("depth_rmse_test", ".4f"), ("peak_rss_mb", ".0f")):
+            cells.append(_fmt(_run_value(r, key), spec))
+        lines.append("| " + " | ".join(cells) + " |")
+    for r in runs:
+        busy = r.get("cpu_busy_before_run")
+        if busy is not None and busy > 0.1:
+            lines += ["", (f"Warning: other processes used {100 * busy:.0f}% of the CPU just before run "
+                           f"{r.get('run')}; its times are pessimistic.")]
+    png = path.parent / res.get("curve_png", "curve.png")
+    if png.exists():
+        rel = Path(os.path.relpath(png, output.parent)).as_posix()
+        lines += ["", (f"Held-out PSNR and foreground depth abs-rel against training seconds "
+                       f"(dashed: targets; stars: final evaluation): [{rel}]({rel})"), "", f"![curves]({rel})"]
+    return lines + [""]
+
+
+def render(paths: list[Path], output: Path) -> str:
+    lines = ["# semfield benchmarks", "",
+             "<!-- Generated by bench/make_benchmarks_md.py from bench/results/*/results.json: do not edit by hand. -->",
+             "",
+             ("This file is **generated**: every figure below is read from a `results.json` written by a benchmark "
+              "script in `bench/` (see `bench/README.md`). To regenerate everything, run each section's command "
+              "and then this script, e.g."), "",
+             "```", REGENERATE, "```", "",
+             ("Metrics follow `PROTOCOLS.md` (\"Image quality and geometry\", \"Speed and memory\"): PSNR on "
+              "held-out views (RGB in [0, 1]), SSIM with an 11×11 Gaussian window, depth abs-rel and RMSE of the "
+              "rendered planar depth against ground truth (full image, and restricted to the table and objects), "
+              "whole-process peak RSS, median of the runs."), ""]
+    if not paths:
+        lines += ["No results yet.", ""]
+    for path in paths:
+        res = json.loads(path.read_text(encoding="utf-8"))
+        if res.get("benchmark") == "train":
+            lines += train_section(res, path, output)
+        else:
+            lines += [f"## `{path.parent.name}`", "", f"(unknown benchmark kind {res.get('benchmark')!r})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results-glob", default=DEFAULT_GLOB,
+                   help=f"results.json files to include (default {DEFAULT_GLOB}, relative to the repo root)")
+    p.add_argument("--output", default="BENCHMARKS.md", help="file to write (default BENCHMARKS.md at the repo root)")
+    args = p.parse_args(argv)
+    pattern = args.results_glob if os.path.isabs(args.results_glob) else str(REPO / args.results_glob)
+    output = Path(args.output)
+    if not output.is_absolute():
+        output = REPO / output
+    paths = sorted(Path(p).resolve() for p in glob.glob(pattern))
+    output.write_text(render(paths, output.resolve()), encoding="utf-8")
+    print(f"wrote {output} from {len(paths)} result file(s)")
+
+
+if __name__ == "__main__":
+    main()
