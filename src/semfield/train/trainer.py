@@ -175,6 +175,8 @@ class Trainer:
         loss = torch.mean((out["rgb"] - rgb) ** 2)
         self.last_samples = out["samples"]
         photometric = float(loss.detach())
+        if cfg.opacity_weight > 0:  # closed scenes: every ray should end on a surface before the box wall
+            loss = loss + cfg.opacity_weight * torch.mean((1.0 - out["acc"]) ** 2)
         if cfg.distortion_weight > 0:
             loss = loss + cfg.distortion_weight * distortion_loss(out["weights"], out["t"], out["deltas"]).mean()
         self.optimizer.zero_grad(set_to_none=True)
