@@ -35,7 +35,7 @@ class TrainConfig:
     occupancy_every: int = 16
     occupancy_warmup: float = 0.0
     distortion_weight: float = 0.01
-    opacity_weight: float = 0.0  # closed rooms: 0.1 pushes every ray to end on a surface (see BENCHMARKS notes)
+    opacity_weight: float = 0.0  # penalise rays reaching the box wall; 0.1 helped tiny, hurt default
     max_seconds: float | None = None
     checkpoint_every: int = 500
     device: str = "cpu"
