@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SemfieldError
+from .jsonfile import read_json
 from .train.config import TrainConfig
 
 FREE_FORM = ("field.heads",)  # mappings whose keys are names chosen by the user
@@ -90,14 +91,7 @@ def read_config_file(path: str | Path) -> TrainConfig:
     """A TrainConfig from a JSON file: a run's ``config.json`` (its ``"train"`` block) or a bare settings
     object; missing keys keep their defaults."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SemfieldError("config file not found", path) from None
-    except OSError as exc:
-        raise SemfieldError(f"cannot read config file ({exc.strerror})", path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise SemfieldError(f"config file is not valid JSON ({exc})".splitlines()[0], path) from None
+    data = read_json(path, "config file")
     if isinstance(data, dict) and isinstance(data.get("train"), dict):
         data = data["train"]
     if not isinstance(data, dict):

@@ -25,6 +25,7 @@ import torch
 from ..errors import SemfieldError
 from ..field.grid_field import GridField
 from ..field.renderer import RenderOptions, render_image
+from ..jsonfile import read_json
 from ..scene.images import save_uint16
 from ..scene.nerfstudio import _pose
 from ..scene.types import Intrinsics
@@ -41,14 +42,7 @@ def _positive(meta: dict, key: str, path: Path) -> float:
 def read_pose_file(path: str | Path) -> tuple[np.ndarray, Intrinsics | None]:
     """``(c2w [4, 4] float64 in OpenCV axes, intrinsics or None)`` from a pose file (see module doc)."""
     path = Path(path)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SemfieldError("pose file not found", path) from None
-    except OSError as exc:
-        raise SemfieldError(f"cannot read pose file ({exc.strerror})", path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise SemfieldError(f"pose file is not valid JSON ({exc})".splitlines()[0], path) from None
+    meta = read_json(path, "pose file")
     if not isinstance(meta, dict) or "transform_matrix" not in meta:
         raise SemfieldError('pose file must be a JSON object with a "transform_matrix" (4x4, OpenGL axes)', path)
     c2w = _pose(meta["transform_matrix"], "pose", path)

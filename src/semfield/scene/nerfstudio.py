@@ -16,7 +16,6 @@ and missing ``cx``/``cy`` (image centre). Per-frame keys take precedence over th
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import numpy as np
 
 from ..atomic import atomic_write_json
 from ..errors import SemfieldError
+from ..jsonfile import read_json
 from .convention import opencv_to_opengl, opengl_to_opencv
 from .images import image_size
 from .types import CAMERA_MODELS, Frame, Intrinsics, Scene
@@ -191,25 +191,6 @@ def _is_dir(p: Path) -> bool:
         return False
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise SemfieldError(f"{what} not found", path) from None
-    except IsADirectoryError:
-        raise SemfieldError(f"{what} is a folder, expected a file", path) from None
-    except OSError as exc:
-        raise SemfieldError(f"cannot read {what} ({exc.strerror})", path) from None
-    except UnicodeDecodeError:
-        raise SemfieldError(f"{what} is not UTF-8 text", path) from None
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise SemfieldError("not valid JSON (nested too deeply)", path) from None
-    except ValueError as exc:  # JSONDecodeError, and integers longer than Python's digit limit
-        raise SemfieldError(f"not valid JSON ({exc})".splitlines()[0], path) from None
-
-
 def read_transforms(path: str | Path) -> Scene:
     """Read a nerfstudio ``transforms.json`` (path to the file or its folder) into a :class:`Scene`.
 
@@ -218,7 +199,7 @@ def read_transforms(path: str | Path) -> Scene:
     path = Path(path)
     if _is_dir(path):
         path = path / "transforms.json"
-    meta = _read_json(path, "transforms.json")
+    meta = read_json(path, "transforms.json")
     if not isinstance(meta, dict):
         raise SemfieldError(f"top level must be a JSON object, found {type(meta).__name__}", path)
     raw_frames = meta.get("frames")
@@ -292,7 +273,7 @@ def read_transforms(path: str | Path) -> Scene:
     ground_truth = None
     if "ground_truth" in sf:
         gt_name = _check_rel(sf["ground_truth"], "semfield", "ground_truth", path)
-        ground_truth = _read_json(root / gt_name, "ground-truth file named in transforms.json")
+        ground_truth = read_json(root / gt_name, "ground-truth file named in transforms.json")
         if not isinstance(ground_truth, dict):
             raise SemfieldError("ground-truth file must hold a JSON object", root / gt_name)
     return Scene(root=root, frames=frames, depth_scale=depth_scale, aabb=aabb, ground_truth=ground_truth, source=path)
