@@ -13,7 +13,6 @@ Every problem reading a run is a one-line :class:`SemfieldError` naming the file
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,11 @@ from typing import Any
 
 from .errors import SemfieldError
 from .field.grid_field import GridField
+from .jsonfile import read_json
 from .scene.load import load_scene
 from .scene.types import Scene
 from .train.checkpoint import CHECKPOINT, STATE, load_checkpoint
-from .train.config import RESUMABLE_CHANGES, TrainConfig
+from .train.config import TrainConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -57,23 +57,10 @@ class Run:
         return read_metrics(self.run_dir)
 
 
-def _read_json_file(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SemfieldError(f"{what} is missing", path) from None
-    except IsADirectoryError:
-        raise SemfieldError(f"{what} is a folder, expected a file", path) from None
-    except OSError as exc:
-        raise SemfieldError(f"cannot read {what} ({exc.strerror})", path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise SemfieldError(f"corrupt {what} ({type(exc).__name__}: {exc})".splitlines()[0], path) from None
-
-
 def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, Path]:
     """``(TrainConfig, scene path)`` from ``RUN/config.json``."""
     path = Path(run_dir) / CONFIG_FILE
-    saved = _read_json_file(path, "run config")
+    saved = read_json(path, "run config")
     if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict) or "scene" not in saved:
         raise SemfieldError('run config must be a JSON object with "scene" and "train"', path)
     return TrainConfig.from_dict(saved["train"], source=path), Path(str(saved["scene"]))
@@ -84,7 +71,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return None
-    metrics = _read_json_file(path, "metrics file")
+    metrics = read_json(path, "metrics file")
     if not isinstance(metrics, dict):
         raise SemfieldError("metrics file must hold a JSON object", path)
     return metrics
@@ -130,7 +117,7 @@ def check_resumable(run_dir: str | Path, config: TrainConfig) -> bool:
     """Check that ``run_dir`` can take a training run with ``config``; True if it holds one to resume.
 
     A new run needs an empty or missing folder; an existing run must have been trained with the same
-    settings except those in :data:`RESUMABLE_CHANGES` (e.g. more iterations continue from the checkpoint).
+    settings except those in ``semfield.train.config.RESUMABLE_CHANGES`` (e.g. more iterations continue from the checkpoint).
     """
     run_dir = Path(run_dir)
     check_output_dir(run_dir)
@@ -142,8 +129,7 @@ def check_resumable(run_dir: str | Path, config: TrainConfig) -> bool:
                                 run_dir)
         return False
     saved, _ = read_run_config(run_dir)
-    old, new = (json.loads(json.dumps(c.to_dict())) for c in (saved, config))  # tuples → lists, as on disk
-    differ = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+    differ = config.learning_differences(saved.to_dict())
     if differ:
         raise SemfieldError(f"run folder holds a run with different settings ({', '.join(differ)}); use a new "
                             "--out or the same settings to resume", run_dir)

@@ -58,6 +58,18 @@ class FieldConfig:
         return cls(**d)
 
 
+def final_voxel_size(config: FieldConfig, focus_aabb, pixel_footprint: float | None = None) -> float:
+    """Final density voxel size (metres): ``config.focus_voxel`` if set, else ``voxel_per_pixel`` times the
+    pixel footprint, but never so small that the focus box holds more than ``focus_vertices``."""
+    if config.focus_voxel:
+        return float(config.focus_voxel)
+    focus_aabb = np.asarray(focus_aabb, dtype=np.float64)
+    budget = (float(np.prod(focus_aabb[1] - focus_aabb[0])) / config.focus_vertices) ** (1.0 / 3.0)
+    if pixel_footprint:
+        return max(budget, pixel_footprint * config.voxel_per_pixel)
+    return budget
+
+
 def make_axes(outer: np.ndarray, focus: np.ndarray, voxel: float, outer_factor: float):
     return tuple(make_axis((outer[0, d], outer[1, d]), (focus[0, d], focus[1, d]), voxel, outer_factor)
                  for d in range(3))
@@ -87,7 +99,8 @@ class GridField(nn.Module):
         self.outer_aabb = np.asarray(outer_aabb, dtype=np.float64)
         self.focus_aabb = np.asarray(focus_aabb, dtype=np.float64)
         self.device_ = torch.device(device)
-        self.final_voxel = float(final_voxel) if final_voxel else self.voxel_for_budget(pixel_footprint)
+        self.final_voxel = (float(final_voxel) if final_voxel else
+                            final_voxel_size(config, self.focus_aabb, pixel_footprint))
         self.voxel = float(voxel or self.final_voxel)
         self.axes = make_axes(self.outer_aabb, self.focus_aabb, self.voxel, config.outer_factor)
         n = math.prod(_grid_shape(self.axes))
@@ -118,16 +131,6 @@ class GridField(nn.Module):
         self.refresh_occupancy()
 
     # ----- layout -------------------------------------------------------------------------------------
-    def voxel_for_budget(self, pixel_footprint: float | None = None) -> float:
-        """Final density voxel size (metres) from the config, the pixel footprint and the vertex budget."""
-        if self.config.focus_voxel:
-            return float(self.config.focus_voxel)
-        volume = float(np.prod(self.focus_aabb[1] - self.focus_aabb[0]))
-        budget = (volume / self.config.focus_vertices) ** (1.0 / 3.0)
-        if pixel_footprint:
-            return max(budget, pixel_footprint * self.config.voxel_per_pixel)
-        return budget
-
     @property
     def grid_shape(self) -> tuple[int, int, int]:
         return _grid_shape(self.axes)
@@ -149,15 +152,12 @@ class GridField(nn.Module):
         """Change the density/colour voxel size, trilinearly resampling the values (Adam state restarts)."""
         new_axes = make_axes(self.outer_aabb, self.focus_aabb, voxel, self.config.outer_factor)
         pts = self.vertex_positions(new_axes)
-        new_d, new_c = [], []
+        new_d, new_c, visited = [], [], []
+        old_visited = self.density.visited.to(torch.float32)[:, None]
         for chunk in pts.split(1 << 20):
             idx, w, _ = trilinear_corners(chunk, self.axes)
             new_d.append(self.density.lookup_nograd(idx, w))
             new_c.append(self.color.lookup_nograd(idx, w))
-        visited = []
-        old_visited = self.density.visited.to(torch.float32)[:, None]
-        for chunk in pts.split(1 << 20):
-            idx, w, _ = trilinear_corners(chunk, self.axes)
             visited.append(F.embedding_bag(idx, old_visited, per_sample_weights=w, mode="sum")[:, 0] > 0)
         self.axes, self.voxel = new_axes, float(voxel)
         self.density = SparseGrid(torch.cat(new_d), lr=self.density.lr)

@@ -48,11 +48,16 @@ class TrainConfig:
         """JSON-ready settings (tuples as lists, so a saved config compares equal to a fresh one)."""
         return json.loads(json.dumps(asdict(self)))
 
+    def learning_differences(self, saved: dict) -> list[str]:
+        """Settings (top-level names) in which ``saved`` (a to_dict() read back) differs from these, leaving
+        out :data:`RESUMABLE_CHANGES`; empty when a run trained with ``saved`` can resume with these."""
+        mine = self.to_dict()
+        return sorted(k for k in set(mine) | set(saved)
+                      if k not in RESUMABLE_CHANGES and mine.get(k) != saved.get(k))
+
     def same_learning(self, saved: dict) -> bool:
-        """Whether ``saved`` (a to_dict() read back) differs only in :data:`RESUMABLE_CHANGES`."""
-        mine = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES}
-        theirs = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
-        return mine == theirs
+        """Whether ``saved`` differs only in :data:`RESUMABLE_CHANGES`."""
+        return not self.learning_differences(saved)
 
     @classmethod
     def from_dict(cls, d: dict, source=None) -> TrainConfig:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_json
 from ..errors import SemfieldError
-from ..field.grid_field import GridField
+from ..field.grid_field import GridField, final_voxel_size
 from ..field.renderer import render_rays
 from ..render.composite import distortion_loss
 from ..scene.bounds import pixel_footprint, scene_bounds
@@ -66,12 +66,12 @@ class Trainer:
         self.field: GridField | None = None
         self._outer, self._focus = outer, focus
         self.optimizer: torch.optim.Optimizer | None = None
+        self.last_samples: dict[str, int] = {}  # sample counts of the last step's render (diagnostics)
 
     # ----- setup / resume ----------------------------------------------------------------------------
     def _build(self) -> None:
         cfg = self.config
-        footprint = pixel_footprint(self.scene, self._focus)
-        final = GridField(cfg.field, self._outer, self._focus, voxel=1.0, pixel_footprint=footprint).final_voxel
+        final = final_voxel_size(cfg.field, self._focus, pixel_footprint(self.scene, self._focus))
         fld = GridField(cfg.field, self._outer, self._focus, voxel=final * voxel_factor_at(cfg, 0),
                         device=self.device, final_voxel=final)
         self.field = fld
@@ -92,9 +92,10 @@ class Trainer:
         if (self.run_dir / "checkpoint.json").exists():
             tensors, state = load_checkpoint(self.run_dir)
             saved = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
-            if not self.config.same_learning(saved.get("train", {})):
-                raise SemfieldError("run folder holds a run with different settings; use a new --out or the "
-                                    "same settings to resume", self.run_dir)
+            differ = self.config.learning_differences(saved.get("train", {}))
+            if differ:
+                raise SemfieldError(f"run folder holds a run with different settings ({', '.join(differ)}); use "
+                                    "a new --out or the same settings to resume", self.run_dir)
             self.field = GridField.from_state(state["layout"], tensors, device=self.device)
             self.optimizer = torch.optim.Adam(self.field.parameters(), lr=self.config.lr_mlp, eps=1e-15)
             opt_state = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
