@@ -350,8 +350,7 @@ def test_field_output_shapes():
     torch.testing.assert_close(1 - torch.exp(-sigma * fld.final_voxel), torch.full((50,), init), atol=1e-7, rtol=1e-4)
     rgb = fld.rgb(idx, w, dirs)
     assert rgb.shape == (50, 3) and ((rgb > 0) & (rgb < 1)).all()
-    assert fld.pooled_sigma(pts).shape == (50,)
-    assert (fld.pooled_sigma(torch.tensor([[2.0, 0.0, 0.0]])) == 0).all()
+    assert fld.pooled_raw(pts).shape == (50,)
 
 
 @pytest.mark.parametrize("latent", [0, 8])

@@ -8,12 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from semfield.render.composite import alpha_from_density, composite, expected_depth, weights_from_alpha
 from semfield.render.rays import camera_directions, image_rays, rays_from_pixels, undistort_opencv
-from semfield.render.sampling import ray_aabb, sample_pdf, uniform_bins
+from semfield.render.sampling import ray_aabb
 from semfield.scene.convention import look_at
 from semfield.scene.types import Intrinsics
 
@@ -158,89 +156,38 @@ def test_ray_aabb_negative_axis_direction():
     assert hit.item() and near.item() == pytest.approx(3.0) and far.item() == pytest.approx(5.0)
 
 
-def test_uniform_bins():
-    e = uniform_bins(torch.tensor([1.0, 0.0]), torch.tensor([3.0, 1.0]), 4)
-    torch.testing.assert_close(e, torch.tensor([[1.0, 1.5, 2.0, 2.5, 3.0], [0.0, 0.25, 0.5, 0.75, 1.0]]))
+# ----- sample_steps (occupancy marching) -------------------------------------------------------------
+def test_sample_steps_cover_each_ray_exactly():
+    from semfield.field.renderer import sample_steps
+
+    near, far = torch.tensor([0.5, 1.0, 2.0]), torch.tensor([1.5, 1.3, 2.0])  # last ray has zero length
+    t, deltas = sample_steps(near, far, step=0.1, max_samples=64, stratified=False)
+    assert t.shape == deltas.shape == (3, 10)  # the longest ray needs ceil(1.0 / 0.1) steps
+    torch.testing.assert_close(deltas.sum(1), far - near)
+    assert (t >= near[:, None] - 1e-6).all() and (t <= far[:, None] + 1e-6).all()
+    assert (t[:, 1:] >= t[:, :-1]).all()
+    torch.testing.assert_close(t[0, :3], torch.tensor([0.55, 0.65, 0.75]))  # step midpoints
+    assert (deltas[2] == 0).all() and (deltas[1, 3:] == 0).all()  # nothing past far
 
 
-# ----- sample_pdf --------------------------------------------------------------------------------------
-def _edges(R=3, B=10, lo=0.0, hi=1.0):
-    return uniform_bins(torch.full((R,), lo), torch.full((R,), hi), B)
+def test_sample_steps_stratified_jitter_stays_in_its_step():
+    from semfield.field.renderer import sample_steps
 
-
-@pytest.mark.parametrize("stratified", [False, True])
-def test_sample_pdf_all_mass_in_one_bin(stratified):
-    e = _edges()
-    w = torch.zeros(3, 10)
-    w[0, 3], w[1, 0], w[2, 9] = 1.0, 5.0, 0.2
     g = torch.Generator().manual_seed(0)
-    out = sample_pdf(e, w, 16, stratified=stratified, generator=g)
-    assert out.shape == (3, 17)
-    for r, b in enumerate([3, 0, 9]):
-        assert (out[r] >= e[r, b] - 1e-6).all() and (out[r] <= e[r, b + 1] + 1e-6).all()
+    near, far = torch.zeros(200), torch.full((200,), 1.0)
+    t, _ = sample_steps(near, far, step=0.125, max_samples=64, stratified=True, generator=g)
+    k = torch.arange(8, dtype=torch.float32)
+    assert ((t >= k * 0.125) & (t <= (k + 1) * 0.125)).all()
+    assert float((t - (k + 0.5) * 0.125).abs().max()) > 0.03  # really jittered
 
 
-def test_sample_pdf_uniform_weights_spread_evenly():
-    n = 9
-    out = sample_pdf(_edges(lo=2.0, hi=4.0), torch.ones(3, 10), n, stratified=False)
-    expected = 2.0 + 2.0 * (torch.arange(n + 1) + 0.5) / (n + 1)
-    torch.testing.assert_close(out, expected.expand(3, -1), atol=1e-5, rtol=0)
+def test_sample_steps_cap_stretches_steps_of_long_rays():
+    from semfield.field.renderer import sample_steps
 
-
-def test_sample_pdf_zero_weights_sample_uniformly():
-    n = 9
-    out = sample_pdf(_edges(), torch.zeros(3, 10), n, stratified=False)
-    expected = (torch.arange(n + 1) + 0.5) / (n + 1)
-    torch.testing.assert_close(out, expected.expand(3, -1), atol=1e-5, rtol=0)
-
-
-def test_sample_pdf_uniform_mix_one_ignores_weights():
-    # unequal bins: uniform_mix=1 spreads by bin length, i.e. uniformly in t
-    e = torch.tensor([[0.0, 0.1, 0.5, 0.6, 2.0]])
-    w = torch.tensor([[0.0, 9.0, 0.0, 1.0]])
-    n = 7
-    out = sample_pdf(e, w, n, stratified=False, uniform_mix=1.0)
-    expected = 2.0 * (torch.arange(n + 1) + 0.5) / (n + 1)
-    torch.testing.assert_close(out, expected[None], atol=1e-5, rtol=0)
-
-
-def test_sample_pdf_stratified_stays_within_strata():
-    torch.manual_seed(0)
-    n = 15
-    g = torch.Generator().manual_seed(3)
-    out = sample_pdf(_edges(R=50), torch.ones(50, 10), n, stratified=True, generator=g)
-    k = torch.arange(n + 1)
-    assert (out >= k / (n + 1) - 1e-6).all() and (out <= (k + 1) / (n + 1) + 1e-6).all()
-    assert out.std(dim=0).min() > 0  # actually jittered
-
-
-def test_sample_pdf_stratified_is_reproducible_with_generator():
-    e, w = _edges(), torch.rand(3, 10, generator=torch.Generator().manual_seed(0))
-    a = sample_pdf(e, w, 8, True, generator=torch.Generator().manual_seed(5))
-    b = sample_pdf(e, w, 8, True, generator=torch.Generator().manual_seed(5))
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-@settings(max_examples=150, deadline=None, derandomize=True)
-@given(
-    weights=st.lists(st.one_of(st.just(0.0), st.floats(0.0, 1e3, allow_nan=False)), min_size=1, max_size=24),
-    lo=st.floats(-10.0, 10.0),
-    length=st.floats(1e-3, 20.0),
-    n=st.integers(1, 40),
-    stratified=st.booleans(),
-    mix=st.sampled_from([0.0, 0.2, 1.0]),
-    seed=st.integers(0, 2**16),
-)
-def test_sample_pdf_property_bounded_and_sorted(weights, lo, length, n, stratified, mix, seed):
-    g = torch.Generator().manual_seed(seed)
-    B = len(weights)
-    edges = lo + length * torch.sort(torch.rand(1, B + 1, generator=g), dim=-1).values
-    w = torch.tensor([weights], dtype=torch.float32)
-    out = sample_pdf(edges, w, n, stratified=stratified, generator=g, uniform_mix=mix)
-    assert out.shape == (1, n + 1)
-    assert torch.isfinite(out).all()
-    assert (out >= edges[:, :1]).all() and (out <= edges[:, -1:]).all()
-    assert (out[:, 1:] >= out[:, :-1]).all()
+    t, deltas = sample_steps(torch.tensor([0.0]), torch.tensor([10.0]), step=0.01, max_samples=50,
+                             stratified=False)
+    assert t.shape == (1, 50)
+    torch.testing.assert_close(deltas, torch.full((1, 50), 0.2))
 
 
 # ----- compositing -------------------------------------------------------------------------------------

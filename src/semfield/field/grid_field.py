@@ -198,20 +198,10 @@ class GridField(nn.Module):
             flat = u if flat is None else flat * n + u
         return self.pooled.reshape(-1)[flat]
 
-    def pooled_sigma(self, points: torch.Tensor) -> torch.Tensor:
-        """Conservative density (per metre) at ``points [P, 3]`` from the pooled grid: ``[P]``."""
-        sigma = self.activate_density(self.pooled_raw(points))
-        return torch.where(self._inside(points), sigma, torch.zeros_like(sigma))
-
     def raw_for_sigma(self, sigma: float) -> float:
         """The raw grid value whose density is ``sigma`` (inverse of :meth:`activate_density`)."""
         x = sigma * self.final_voxel
         return (math.log(math.expm1(x)) if x < 20 else x) - self.density_shift
-
-    def _inside(self, points: torch.Tensor) -> torch.Tensor:
-        lo = torch.as_tensor(self.outer_aabb[0], device=points.device, dtype=points.dtype)
-        hi = torch.as_tensor(self.outer_aabb[1], device=points.device, dtype=points.dtype)
-        return ((points >= lo) & (points <= hi)).all(dim=-1)
 
     # ----- queries ------------------------------------------------------------------------------------
     def activate_density(self, raw: torch.Tensor) -> torch.Tensor:
