@@ -1,4 +1,4 @@
 """Evaluation metrics as published protocols define them: pure tensor functions, no I/O.
 
-See ``/work/shared/PROTOCOLS.md`` for which source project each metric follows.
+See PROTOCOLS.md (the project's evaluation protocols) for which source project each metric follows.
 """

@@ -1,0 +1,172 @@
+"""3D localization of a queried object from relevancy on surface points: a best point and a 3D box.
+
+numpy + scipy (``cKDTree``), no I/O; torch tensors are accepted and read on the CPU.
+
+The recipe (:func:`localize`):
+
+1. **Best point**: take the ``top_k`` most relevant points, drop those farther from their coordinate-wise
+   median than ``3 ×`` the median of those distances (so a single stray point — or any minority of stray
+   points — far from the rest cannot drag the estimate), and return the relevancy-weighted mean of the rest.
+2. **Relevant set**: points with ``relevancy >= threshold`` (0.5, LERF's cut), and optionally also
+   ``>= relative · max(relevancy)``.
+3. **Object**: the connected component of the relevant set containing the relevant point nearest to the best
+   point, where points closer than ``radius`` are connected (DBSCAN-like radius clustering with
+   min_samples = 1). ``radius`` defaults to ``radius_factor ×`` the median nearest-neighbour spacing of the
+   points.
+4. **Box**: per-axis ``percentiles`` (2 %, 98 %) of that component: robust to a few stray member points.
+
+When no point passes the threshold the result has ``found=False``, the best point, a cube of side ``radius``
+around it, and ``n_points=0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..errors import SemfieldError
+
+__all__ = ["Localization", "localize", "point_spacing"]
+
+_SPACING_SAMPLE = 20000
+
+
+@dataclass(frozen=True)
+class Localization:
+    """Result of :func:`localize`.
+
+    Attributes:
+        point: ``[3]`` best point (scene units).
+        box: ``[2, 3]`` axis-aligned box, rows (min corner, max corner).
+        score: max relevancy inside the object's component (the global max when ``found`` is False).
+        n_points: number of points in the object's component (0 when not found).
+        found: False when no point passed the threshold (then ``box`` is a tiny cube around ``point``).
+    """
+
+    point: np.ndarray
+    box: np.ndarray
+    score: float
+    n_points: int
+    found: bool
+
+
+def _as_np(x, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SemfieldError(f"{name}: expected a numeric array") from None
+
+
+def point_spacing(points: np.ndarray) -> float:
+    """Median nearest-neighbour distance of ``points [N, 3]`` (on at most 20000 evenly spaced queries).
+
+    Example:
+        >>> point_spacing(np.array([[0.0, 0, 0], [0.1, 0, 0], [0.3, 0, 0]]))
+        0.1
+    """
+    pts = _as_np(points, "point_spacing points")
+    if pts.shape[0] < 2:
+        return 0.0
+    queries = pts[np.unique(np.linspace(0, len(pts) - 1, min(len(pts), _SPACING_SAMPLE)).astype(np.int64))]
+    dist, _ = cKDTree(pts).query(queries, k=2)
+    return float(np.median(dist[:, 1]))
+
+
+def _best_point(pts: np.ndarray, rel: np.ndarray, top_k: int) -> np.ndarray:
+    k = min(top_k, len(pts))
+    top = np.argsort(-rel, kind="stable")[:k]
+    p, w = pts[top], rel[top]
+    dist = np.linalg.norm(p - np.median(p, axis=0), axis=1)
+    keep = dist <= 3.0 * np.median(dist)
+    p, w = p[keep], w[keep]
+    w = np.clip(w, 0.0, None)
+    if w.sum() <= 0:
+        return p.mean(axis=0)
+    return (w[:, None] * p).sum(axis=0) / w.sum()
+
+
+def _component(pts: np.ndarray, seed: int, radius: float) -> np.ndarray:
+    """Indices of the points connected to ``pts[seed]`` by hops shorter than ``radius``."""
+    tree = cKDTree(pts)
+    visited = np.zeros(len(pts), dtype=bool)
+    visited[seed] = True
+    frontier = np.array([seed])
+    while frontier.size:
+        hits = tree.query_ball_point(pts[frontier], r=radius, return_sorted=False)
+        cand = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
+        frontier = cand[~visited[cand]]
+        visited[frontier] = True
+    return np.flatnonzero(visited)
+
+
+def localize(
+    points,
+    relevancy,
+    threshold: float = 0.5,
+    relative: float | None = None,
+    top_k: int = 16,
+    radius: float | None = None,
+    radius_factor: float = 3.0,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+) -> Localization:
+    """Best 3D point and axis-aligned box of the object a relevancy field points at (see module docstring).
+
+    Args:
+        points: ``[N, 3]`` surface points (e.g. back-projected depth or a mesh's vertices).
+        relevancy: ``[N]`` relevancy of each point (e.g. :func:`~semfield.query.lerf_relevancy`).
+            Rows with a non-finite point or relevancy are dropped.
+        threshold: absolute cut; points at or above it are relevant.
+        relative: optional extra cut relative to the max, e.g. 0.9 keeps ``r >= 0.9 · max(r)``.
+        top_k: number of most relevant points that vote for the best point.
+        radius: connection distance of the clustering (scene units); default ``radius_factor ×``
+            :func:`point_spacing`.
+        radius_factor: see ``radius``.
+        percentiles: lower/upper per-axis percentiles of the component giving the box.
+
+    Returns:
+        :class:`Localization`.
+
+    Example:
+        >>> pts = np.array([[0.0, 0, 0], [0.1, 0, 0], [0.2, 0, 0], [5.0, 0, 0]])
+        >>> loc = localize(pts, np.array([0.9, 0.9, 0.9, 0.2]), radius=0.15, percentiles=(0, 100))
+        >>> loc.point.round(3).tolist(), loc.box.round(3).tolist(), loc.n_points
+        ([0.1, 0.0, 0.0], [[0.0, 0.0, 0.0], [0.2, 0.0, 0.0]], 3)
+    """
+    pts = _as_np(points, "localize points")
+    rel = _as_np(relevancy, "localize relevancy")
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise SemfieldError(f"localize: points must be [N, 3], got {pts.shape}")
+    if rel.shape != (pts.shape[0],):
+        raise SemfieldError(f"localize: relevancy must be [{pts.shape[0]}], got {rel.shape}")
+    lo, hi = percentiles
+    if not 0.0 <= lo <= hi <= 100.0 or top_k < 1:
+        raise SemfieldError(
+            f"localize: need 0 <= percentiles <= 100 (ascending) and top_k >= 1, got {percentiles}, {top_k}"
+        )
+    ok = np.isfinite(pts).all(axis=1) & np.isfinite(rel)
+    pts, rel = pts[ok], rel[ok]
+    if len(pts) == 0:
+        raise SemfieldError("localize: no point with a finite position and relevancy")
+    if radius is None:
+        radius = radius_factor * point_spacing(pts)
+    radius = max(float(radius), 1e-9)
+
+    best = _best_point(pts, rel, top_k)
+    keep = rel >= threshold
+    if relative is not None:
+        keep &= rel >= relative * rel.max()
+    if not keep.any():
+        box = np.stack([best - radius / 2, best + radius / 2])
+        return Localization(point=best, box=box, score=float(rel.max()), n_points=0, found=False)
+
+    kept, kept_rel = pts[keep], rel[keep]
+    _, seed = cKDTree(kept).query(best)
+    members = _component(kept, int(seed), radius)
+    box = np.percentile(kept[members], [lo, hi], axis=0)
+    return Localization(
+        point=best, box=box, score=float(kept_rel[members].max()), n_points=int(members.size), found=True
+    )
