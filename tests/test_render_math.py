@@ -265,3 +265,26 @@ def test_distortion_loss_prefers_concentrated_weight():
     peak = torch.zeros_like(t)
     peak[0, 4] = 1.0
     assert float(distortion_loss(peak, t, d)) < float(distortion_loss(spread, t, d)) / 5
+
+
+def test_median_depth_hand_cases():
+    from semfield.render.composite import median_depth
+
+    t = torch.tensor([[1.0, 2.0, 3.0, 4.0]] * 3)
+    w = torch.tensor([[0.1, 0.3, 0.5, 0.1],    # cumulative 0.1, 0.4, 0.9: median at t=3
+                      [0.5, 0.0, 0.0, 0.0],    # reaches 1/2 exactly at the first sample
+                      [0.1, 0.1, 0.1, 0.1]])   # never reaches 1/2: the boundary behind
+    far = torch.tensor([9.0, 9.0, 9.0])
+    torch.testing.assert_close(median_depth(w, t, far), torch.tensor([3.0, 1.0, 9.0]))
+    # a thin veil in front does not move it, unlike the expected depth
+    veil = torch.tensor([[0.05, 0.05, 0.9, 0.0]])
+    assert median_depth(veil, t[:1], far[:1]).item() == 3.0
+
+
+def test_near_opacity_sums_only_samples_in_front():
+    from semfield.render.composite import near_opacity
+
+    alpha = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, 0.0, 0.0, 0.5]])
+    t = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]])
+    torch.testing.assert_close(near_opacity(alpha, t, 0.25), torch.tensor([0.3, 0.5]))
+    torch.testing.assert_close(near_opacity(alpha, t, torch.tensor([0.05, 0.5])), torch.tensor([0.0, 1.0]))

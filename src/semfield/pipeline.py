@@ -27,6 +27,8 @@ from .scene.validate import check_scene_files
 from .settings import apply_overrides
 from .train.checkpoint import STATE
 from .train.config import TrainConfig
+from .train.distill import prepare_teachers
+from .train.features import FeatureTargets
 from .train.evaluate import evaluate_views
 from .train.trainer import Trainer
 
@@ -64,16 +66,22 @@ def _checkpoint_iteration(run_dir: Path) -> int:
         return 0
 
 
-def prepare_training(scene_path: str | Path, run_dir: str | Path, config: TrainConfig) -> tuple[Scene, bool]:
-    """Check everything before training writes anything: ``(scene, resuming)``."""
+def prepare_training(scene_path: str | Path, run_dir: str | Path, config: TrainConfig, progress: bool = True
+                     ) -> tuple[Scene, TrainConfig, dict[str, FeatureTargets], bool]:
+    """Check everything before training writes anything, and get the teachers' features ready (cached).
+
+    Returns ``(scene, config, feature_targets, resuming)``: the config has a field head per teacher.
+    """
     scene = load_scene(Path(scene_path).absolute())
     check_scene_files(scene, load_images=True)  # full decode: a corrupt image fails now, not mid-run
     if not scene.split("train"):
         raise SemfieldError("scene has no training views", scene.source)
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise SemfieldError(f"device {config.device!r} asked for but no CUDA GPU is available")
+    check_output_dir(run_dir)  # before the (maybe slow) feature extraction; it writes only to the cache
+    config, targets = prepare_teachers(scene, config, progress=progress)
     resuming = check_resumable(run_dir, config)
-    return scene, resuming
+    return scene, config, targets, resuming
 
 
 def train_and_evaluate(scene_path: str | Path, run_dir: str | Path, config: TrainConfig,
@@ -84,15 +92,16 @@ def train_and_evaluate(scene_path: str | Path, run_dir: str | Path, config: Trai
     Returns the metrics written (see README: "Layout of a run folder").
     """
     run_dir = Path(run_dir).absolute()
-    scene, resuming = prepare_training(scene_path, run_dir, config)
+    scene, config, targets, resuming = prepare_training(scene_path, run_dir, config, progress=progress)
     start_iteration = _checkpoint_iteration(run_dir) if resuming else 0
-    trained = Trainer(scene, run_dir, config).train(progress=progress)
+    trained = Trainer(scene, run_dir, config, feature_targets=targets).train(progress=progress)
     run = load_run(run_dir, device=config.device)
     test = scene.split("test")
     start = time.perf_counter()
     ev = evaluate_views(run.field, scene, test, config.eval_render, out_dir=run_dir)
     metrics: dict[str, Any] = {k: ev[k] for k in ("psnr_test", "ssim_test", "depth_abs_rel_test",
-                                                  "depth_abs_rel_fg_test", "depth_rmse_test")}
+                                                  "depth_abs_rel_fg_test", "depth_rmse_test",
+                                                  "depth_abs_rel_expected_test", "depth_abs_rel_fg_expected_test")}
     metrics.update({
         "iterations": int(trained["iterations"]),
         "train_seconds": float(trained["train_seconds"]),

@@ -222,11 +222,24 @@ class GridField(nn.Module):
         enc = sh_basis(dirs, self.config.sh_degree)
         return torch.sigmoid(feat[:, :3] + self.color_mlp(torch.cat([feat, enc], dim=-1)))
 
+    def head_latent(self, name: str, points: torch.Tensor) -> torch.Tensor:
+        """Head ``name``'s grid values ``[P, latent or dim]`` at ``points [P, 3]`` (before the decoder)."""
+        idx, w, _ = trilinear_corners(points, self.head_axes[name])
+        return self.heads[name].lookup(idx, w)
+
+    def decode_head(self, name: str, latent: torch.Tensor, acc: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode latents ``[P, latent]`` to features ``[P, dim]``. For latents composited along rays pass the
+        rays' opacity ``acc [P]``: the decoder's bias is weighted by it as every sample's would be."""
+        if name not in self.head_decoders:
+            return latent
+        dec = self.head_decoders[name]
+        out = F.linear(latent, dec.weight)
+        bias = dec.bias if acc is None else acc[:, None] * dec.bias
+        return out + bias
+
     def feature(self, name: str, points: torch.Tensor) -> torch.Tensor:
         """Head ``name``'s features ``[P, dim]`` at ``points [P, 3]``."""
-        idx, w, _ = trilinear_corners(points, self.head_axes[name])
-        latent = self.heads[name].lookup(idx, w)
-        return self.head_decoders[name](latent) if name in self.head_decoders else latent
+        return self.decode_head(name, self.head_latent(name, points))
 
     # ----- persistence --------------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..render.composite import alpha_from_density, expected_depth, weights_from_alpha
+from ..render.composite import alpha_from_density, expected_depth, median_depth, weights_from_alpha
 from ..render.sampling import ray_aabb
 from .grid_field import GridField
 
@@ -64,7 +64,8 @@ def sample_steps(near: torch.Tensor, far: torch.Tensor, step: float, max_samples
 
 
 def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per_t: torch.Tensor,
-                opts: RenderOptions, stratified: bool = False, generator: torch.Generator | None = None):
+                opts: RenderOptions, stratified: bool = False, generator: torch.Generator | None = None,
+                head_rays: int | None = None):
     """Volume-render rays.
 
     Args:
@@ -72,11 +73,14 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         z_per_t: ``[R]`` planar depth per unit ray distance (from :func:`semfield.render.rays.rays_from_pixels`).
         opts: sampling settings and heads to render.
         stratified: jitter samples (training).
+        head_rays: render the heads for the first ``head_rays`` rays only (default: all).
     Returns:
         dict with ``rgb [R, 3]``, ``depth [R]`` (planar, camera z), ``distance [R]`` (along the ray),
-        ``acc [R]`` (opacity of the samples, without the boundary), ``weights [R, S]``, ``t [R, S]``, ``deltas [R, S]``,
-        ``samples`` (counts of candidate, occupied, seen and coloured samples), and one ``[R, dim]`` entry per head in
-        ``opts.heads``. Head features are composited with detached weights: they never move geometry.
+        ``median_depth [R]``, ``median_distance [R]`` (where the accumulated weight reaches 1/2),
+        ``acc [R]`` (opacity of the samples, without the boundary), ``weights [R, S]``, ``alpha [R, S]``,
+        ``t [R, S]``, ``deltas [R, S]``,
+        ``samples`` (counts of candidate, occupied, seen and coloured samples), and one ``[R_h, dim]`` entry per head
+        in ``opts.heads`` (``R_h`` = min(R, head_rays)). Head features are composited with detached weights: they never move geometry.
     """
     R = origins.shape[0]
     aabb = torch.as_tensor(fld.outer_aabb, device=origins.device, dtype=origins.dtype)
@@ -131,17 +135,24 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
     else:
         rgb = rgb + t_final[:, None] * float(opts.background)
     distance = expected_depth(weights, t, far)
+    median = median_depth(weights.detach(), t, far)
     out = {"rgb": rgb, "depth": distance * z_per_t, "distance": distance, "acc": acc,
-           "weights": weights, "t": t, "deltas": deltas,
+           "median_depth": median * z_per_t, "median_distance": median,
+           "weights": weights, "alpha": alpha, "t": t, "deltas": deltas,
            "samples": {"candidates": R * S, "occupied": int(occ.numel()), "seen": int(seen.numel()),
                        "coloured": int(keep.numel())}}
     if opts.heads:
-        wd = weights.detach().reshape(-1)[keep]
-        ray_of = keep // S
+        n_head = R if head_rays is None else min(R, head_rays)
+        hk = keep[keep < n_head * S]  # the first n_head rays carry features
+        wd = weights.detach().reshape(-1)[hk]
+        acc_h = acc.detach()[:n_head]
         for name in opts.heads:
-            feat = fld.feature(name, pts[keep])
-            out[name] = torch.zeros(R, feat.shape[1], device=feat.device, dtype=feat.dtype).index_add(
-                0, ray_of, feat * wd[:, None])
+            # The decoder is affine, so compositing latents and decoding once per ray equals decoding
+            # every sample: sum_i w_i (A z_i + b) = A (sum_i w_i z_i) + b * acc.
+            latent = fld.head_latent(name, pts[hk])
+            comp = torch.zeros(n_head, latent.shape[1], device=latent.device, dtype=latent.dtype).index_add(
+                0, hk // S, latent * wd[:, None])
+            out[name] = fld.decode_head(name, comp, acc_h)
     return out
 
 
@@ -154,8 +165,8 @@ def render_image(fld: GridField, c2w: torch.Tensor, intr, opts: RenderOptions, c
     parts: dict[str, list[torch.Tensor]] = {}
     for s in range(0, origins.shape[0], chunk):
         out = render_rays(fld, origins[s:s + chunk], dirs[s:s + chunk], zpt[s:s + chunk], opts)
-        for k in ("rgb", "depth", "acc", *opts.heads):
+        for k in ("rgb", "depth", "median_depth", "acc", *opts.heads):
             parts.setdefault(k, []).append(out[k])
     H, W = intr.height, intr.width
-    return {k: torch.cat(v).view(H, W, -1).squeeze(-1) if k in ("depth", "acc") else torch.cat(v).view(H, W, -1)
+    return {k: torch.cat(v).view(H, W, -1).squeeze(-1) if k in ("depth", "median_depth", "acc") else torch.cat(v).view(H, W, -1)
             for k, v in parts.items()}

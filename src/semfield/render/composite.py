@@ -40,6 +40,25 @@ def expected_depth(weights: torch.Tensor, t_mid: torch.Tensor, far: torch.Tensor
     return (weights * t_mid).sum(dim=-1) + (1.0 - acc).clamp(min=0.0) * far
 
 
+def median_depth(weights: torch.Tensor, t_mid: torch.Tensor, far: torch.Tensor) -> torch.Tensor:
+    """Median ray distance ``[R]``: where the accumulated weight first reaches 1/2 (``far`` if it never does).
+
+    Unlike the expected distance, a thin veil of fog in front of a surface or behind it does not pull the
+    median off the surface, so it is the depth to back-project surface points from.
+
+    Args:
+        weights, t_mid: ``[R, S]`` compositing weights and sample distances (sorted along each ray).
+        far: ``[R]`` the distance of whatever lies behind the last sample (the boundary).
+    """
+    if weights.shape[-1] == 0:
+        return far.clone()
+    cw = torch.cumsum(weights, dim=-1)
+    first = (cw < 0.5).sum(dim=-1, keepdim=True)
+    reached = first[:, 0] < weights.shape[-1]
+    picked = t_mid.gather(1, first.clamp(max=weights.shape[-1] - 1))[:, 0]
+    return torch.where(reached, picked, far)
+
+
 def distortion_loss(weights: torch.Tensor, t: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     """mip-NeRF 360's distortion loss per ray, in O(S) with cumulative sums.
 
@@ -56,3 +75,21 @@ def distortion_loss(weights: torch.Tensor, t: torch.Tensor, deltas: torch.Tensor
     wt_before = torch.cumsum(wt, dim=-1) - wt
     cross = 2.0 * (weights * (t * w_before - wt_before)).sum(dim=-1)
     return cross + (weights.square() * deltas).sum(dim=-1) / 3.0
+
+
+def near_opacity(alpha: torch.Tensor, t: torch.Tensor, distance: float | torch.Tensor) -> torch.Tensor:
+    """Summed opacity of the samples closer to the camera than ``distance``, per ray.
+
+    The occlusion regulariser of FreeNeRF: nothing a training camera photographs sits right in front of
+    it, so density there is a floater that tints that one view. Penalising it removes the fog sheets
+    that otherwise hang in front of cameras placed near the training ones.
+
+    Args:
+        alpha, t: ``[R, S]`` per-sample opacity and distance along the ray.
+        distance: scalar or ``[R]`` distance below which samples are penalised.
+    Returns:
+        ``[R]`` sum of the near samples' alpha.
+    """
+    d = torch.as_tensor(distance, dtype=t.dtype, device=t.device)
+    near = t < (d[:, None] if d.ndim else d)
+    return (alpha * near).sum(dim=-1)

@@ -36,6 +36,14 @@ class TrainConfig:
     occupancy_warmup: float = 0.0
     distortion_weight: float = 0.01
     opacity_weight: float = 0.0  # penalise rays reaching the box wall; 0.1 helped tiny, hurt default
+    near_weight: float = 0.1  # penalise opacity in front of the training cameras (FreeNeRF occlusion loss)
+    near_distance: float = 0.4  # ... closer than this fraction of the median camera-to-focus distance
+    # Distillation: teacher name -> spec ({"kind": "dinov2" | "clip" | "siglip" | "label", options...}); each
+    # teacher trains the field head of the same name (field.heads, filled from the teacher's width).
+    teachers: dict[str, dict] = dc_field(default_factory=dict)
+    feature_rays: int = 1024  # rays per iteration that also carry the teachers' features
+    feature_weight: float = 1.0
+    feature_start: float = 0.0  # fraction of the schedule before the heads train (geometry first)
     max_seconds: float | None = None
     checkpoint_every: int = 500
     device: str = "cpu"

@@ -4,6 +4,10 @@ Metrics follow PROTOCOLS.md ("Image quality and geometry"): PSNR and SSIM (11x11
 rendered RGB against the image, depth abs-rel and RMSE of the rendered planar depth against ground-truth
 depth where it is > 0, and the same abs-rel restricted to the foreground (table and objects) when the
 scene has semantic ground truth. Reported numbers are means over views of the per-view values.
+
+The rendered depth is the **median** depth (where a ray's accumulated weight reaches 1/2, as nerfstudio's
+"median" depth): the surface a pixel shows. The expected (weight-averaged) depth, which a veil of fog pulls
+off the surface, is reported beside it as ``depth_abs_rel_expected`` / ``depth_abs_rel_fg_expected``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from ..scene.types import Frame, Scene
 
 BACKGROUND_CLASSES = frozenset({"unlabelled", "floor", "wall", "ceiling"})
 SHEET_VIEWS = 4
-METRICS = ("psnr", "ssim", "depth_abs_rel", "depth_rmse", "depth_abs_rel_fg")
+METRICS = ("psnr", "ssim", "depth_abs_rel", "depth_rmse", "depth_abs_rel_fg", "depth_abs_rel_expected",
+           "depth_abs_rel_fg_expected")
 
 
 def _field_device(field: GridField) -> torch.device:
@@ -68,14 +73,16 @@ def _view_metrics(out: dict[str, torch.Tensor], gt_rgb: torch.Tensor, gt_depth: 
     pred = out["rgb"].float().clamp(0, 1).cpu()
     m: dict[str, float | None] = {"psnr": float(psnr(pred, gt_rgb))}
     m["ssim"] = float(ssim(pred, gt_rgb)) if min(pred.shape[:2]) >= 11 else None
-    m["depth_abs_rel"] = m["depth_rmse"] = m["depth_abs_rel_fg"] = None
+    for key in METRICS[2:]:
+        m[key] = None
     if gt_depth is not None:
-        d_pred = out["depth"].double().cpu()
         d_gt = torch.as_tensor(gt_depth)
-        m["depth_abs_rel"] = float(depth_abs_rel(d_pred, d_gt))
-        m["depth_rmse"] = float(depth_rmse(d_pred, d_gt))
-        if fg is not None:
-            m["depth_abs_rel_fg"] = float(depth_abs_rel(d_pred, d_gt, mask=torch.as_tensor(fg)))
+        for suffix, d_key in (("", "median_depth"), ("_expected", "depth")):
+            d_pred = out[d_key].double().cpu()
+            m[f"depth_abs_rel{suffix}"] = float(depth_abs_rel(d_pred, d_gt))
+            if fg is not None:
+                m[f"depth_abs_rel_fg{suffix}"] = float(depth_abs_rel(d_pred, d_gt, mask=torch.as_tensor(fg)))
+        m["depth_rmse"] = float(depth_rmse(out["median_depth"].double().cpu(), d_gt))
     return {k: _finite_or_none(v) for k, v in m.items()}
 
 
@@ -96,8 +103,9 @@ def evaluate_views(field: GridField, scene: Scene, frames: list[Frame], render_o
         out_dir: if given, writes ``{prefix}_XX_rgb.png``, ``{prefix}_XX_depth.png`` (colorized) per view and
             ``{prefix}_views.png`` (GT | render | depth | GT depth for up to 4 views).
     Returns:
-        ``{psnr_test, ssim_test, depth_abs_rel_test, depth_rmse_test, depth_abs_rel_fg_test}`` (means over
-        views; None where no view has the ground truth), ``per_view`` (one dict per frame: name and the same
+        ``{psnr_test, ssim_test, depth_abs_rel_test, depth_rmse_test, depth_abs_rel_fg_test,
+        depth_abs_rel_expected_test, depth_abs_rel_fg_expected_test}`` (means over views; None where no view has
+        the ground truth), ``per_view`` (one dict per frame: name and the same
         metrics), ``render_seconds_per_view`` and ``pictures`` (written file names, relative to ``out_dir``).
     """
     device = _field_device(field)
@@ -117,7 +125,7 @@ def evaluate_views(field: GridField, scene: Scene, frames: list[Frame], render_o
         per_view.append({"name": frame.name, **_view_metrics(out, gt_rgb, gt_depth, fg)})
         if out_dir is not None:
             rgb = out["rgb"].float().cpu().numpy()
-            depth = out["depth"].float().cpu().numpy()
+            depth = out["median_depth"].float().cpu().numpy()
             near, far = depth_range(gt_depth if gt_depth is not None else depth)
             depth_img = colorize_depth(depth, near, far)
             stem = f"{prefix}_{i:02d}"

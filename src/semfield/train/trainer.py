@@ -6,8 +6,10 @@ import json
 import math
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -15,12 +17,13 @@ from ..atomic import atomic_write_json
 from ..errors import SemfieldError
 from ..field.grid_field import GridField, final_voxel_size
 from ..field.renderer import render_rays
-from ..render.composite import distortion_loss
+from ..render.composite import distortion_loss, near_opacity
 from ..scene.bounds import pixel_footprint, scene_bounds
 from ..scene.types import Scene
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import RayBank
+from .features import FeatureTargets, feature_loss
 
 
 def peak_rss_mb() -> float:
@@ -51,8 +54,13 @@ class Trainer:
         config: settings; on resume the saved config must match.
     """
 
-    def __init__(self, scene: Scene, run_dir: str | Path, config: TrainConfig):
+    def __init__(self, scene: Scene, run_dir: str | Path, config: TrainConfig,
+                 feature_targets: dict[str, FeatureTargets] | None = None):
         self.scene, self.run_dir, self.config = scene, Path(run_dir), config
+        self.feature_targets = feature_targets or {}
+        missing = sorted(set(config.field.heads) - set(self.feature_targets))
+        if missing:
+            raise SemfieldError(f"no teacher features for the field head(s) {', '.join(missing)}")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = torch.device(config.device)
@@ -65,8 +73,12 @@ class Trainer:
         outer, focus = scene_bounds(scene)
         self.field: GridField | None = None
         self._outer, self._focus = outer, focus
+        centre = (focus[0] + focus[1]) / 2.0
+        cams = [f.c2w[:3, 3] for f in scene.split("train")] or [centre]
+        self.near_distance = config.near_distance * float(np.median(np.linalg.norm(np.stack(cams) - centre, axis=1)))
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_samples: dict[str, int] = {}  # sample counts of the last step's render (diagnostics)
+        self.last_feature_loss: dict[str, float] = {}  # per head, last step
 
     # ----- setup / resume ----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -171,13 +183,24 @@ class Trainer:
         if self.iteration % cfg.occupancy_every == 0:
             fld.refresh_occupancy()
         self._set_lrs(self.iteration)
-        origins, dirs, zpt, rgb = bank.batch(cfg.batch_rays, self.generator)
-        out = render_rays(fld, origins, dirs, zpt, cfg.render, stratified=True, generator=self.generator)
-        loss = torch.mean((out["rgb"] - rgb) ** 2)
+        sel = bank.sample(cfg.batch_rays, self.generator)
+        heads = tuple(fld.config.heads) if self.iteration >= cfg.feature_start * cfg.iterations else ()
+        opts = replace(cfg.render, heads=heads)
+        out = render_rays(fld, bank.origins[sel], bank.dirs[sel], bank.z_per_t[sel], opts, stratified=True,
+                          generator=self.generator, head_rays=cfg.feature_rays)
+        loss = torch.mean((out["rgb"] - bank.rgb[sel]) ** 2)
         self.last_samples = out["samples"]
         photometric = float(loss.detach())
+        for name in heads:
+            hs = sel[: out[name].shape[0]]
+            target = self.feature_targets[name].sample(bank.image_index[hs], bank.pixel[hs])
+            head_loss = feature_loss(out[name], target, fld.config.heads[name].loss)
+            self.last_feature_loss[name] = float(head_loss.detach())
+            loss = loss + cfg.feature_weight * head_loss
         if cfg.opacity_weight > 0:  # closed scenes: every ray should end on a surface before the box wall
             loss = loss + cfg.opacity_weight * torch.mean((1.0 - out["acc"]) ** 2)
+        if cfg.near_weight > 0:
+            loss = loss + cfg.near_weight * near_opacity(out["alpha"], out["t"], self.near_distance).mean()
         if cfg.distortion_weight > 0:
             loss = loss + cfg.distortion_weight * distortion_loss(out["weights"], out["t"], out["deltas"]).mean()
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,49 @@
+"""Get a run's teachers ready: build each, extract (or read from the cache) its features of the training
+images, and size the field head it trains."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..field.grid_field import HeadConfig
+from ..scene.images import load_rgb
+from ..scene.types import Scene
+from ..teachers.cache import extract_cached
+from ..teachers.registry import build_teacher
+from .config import TrainConfig
+from .features import FeatureTargets
+
+DEFAULT_LATENT = 32  # head grid channels before the linear decoder to the teacher's width
+
+
+def prepare_teachers(scene: Scene, config: TrainConfig, cache_root: str | Path | None = None,
+                     progress: bool = True) -> tuple[TrainConfig, dict[str, FeatureTargets]]:
+    """Teacher features of the training split for every teacher in ``config.teachers``.
+
+    Returns:
+        the config with ``field.heads`` completed (a head per teacher, its ``dim`` the teacher's width, a
+        latent of :data:`DEFAULT_LATENT` channels unless the config sets one) and one
+        :class:`FeatureTargets` per teacher, in training-split order (as :class:`~.data.RayBank`).
+    """
+    if not config.teachers:
+        return config, {}
+    frames = scene.split("train")
+    images = [torch.from_numpy(np.ascontiguousarray(load_rgb(f.image_path))) for f in frames]
+    sizes = [(f.intrinsics.width, f.intrinsics.height) for f in frames]
+    heads = dict(config.field.heads)
+    targets: dict[str, FeatureTargets] = {}
+    for name, spec in config.teachers.items():
+        teacher = build_teacher(name, spec, scene, device=config.device)
+        outputs = extract_cached(teacher, images, frames, cache_root=cache_root, progress=progress)
+        targets[name] = FeatureTargets([o.features for o in outputs], sizes, device=config.device)
+        head = heads.get(name)
+        if head is None:
+            heads[name] = HeadConfig(dim=teacher.dim, latent=min(DEFAULT_LATENT, teacher.dim))
+        elif head.dim != teacher.dim:
+            heads[name] = replace(head, dim=teacher.dim)
+    config = replace(config, field=replace(config.field, heads=heads))
+    return config, targets
