@@ -55,7 +55,8 @@ def _checkpoint_iteration(run_dir: Path) -> int:
 
 
 # ----- help ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("verb", ["", "make-scene", "train", "render", "info", "demo"])
+@pytest.mark.parametrize("verb", ["", "make-scene", "train", "render", "info", "demo", "query", "segment",
+                                  "export"])
 def test_help_shows_an_example(verb):
     res = cli(*([verb] if verb else []), "--help")
     assert res.returncode == 0, res.stderr
@@ -133,6 +134,14 @@ def test_train_rejects_unreadable_config_file(scene, tmp_path):
 
 
 # ----- runs: missing, corrupt ----------------------------------------------------------------------------
+def test_queries_on_a_run_without_feature_heads_say_so(run, tmp_path):
+    res = cli("query", run, "red mug", "--out", tmp_path / "q")
+    assert_one_line_error(res, "no feature heads")
+    assert not (tmp_path / "q").exists()
+    res = cli("query", run, "--out", tmp_path / "q")
+    assert res.returncode == 2 and "PHRASES or --exemplar" in res.stderr
+
+
 def test_render_and_info_of_missing_run(tmp_path):
     for args in (["render", tmp_path / "no_run", "--view", "test:0", "--out", tmp_path / "r"],
                  ["info", tmp_path / "no_run"]):

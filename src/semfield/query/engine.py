@@ -1,0 +1,172 @@
+"""Answer queries on a trained run: text (LERF relevancy) and exemplar queries, heatmaps, segmentation.
+
+:class:`QueryEngine` holds a run's field, its bake (surface cloud + view depths, see :mod:`.bake`) and, per
+head, the teacher that trained it (rebuilt from the run's config, only to embed text). Phrase embeddings
+are cached, so a repeated phrase costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import SemfieldError
+from ..run import Run
+from ..scene.types import Frame, Scene
+from ..teachers.registry import build_teacher
+from .bake import Bake, head_features
+from .localize import Localization, localize
+from .relevancy import exemplar_relevancy, lerf_relevancy, negative_phrases, scene_negatives, segment
+
+TEXT_KINDS = ("label", "clip", "siglip")  # teacher kinds with a text tower
+CLOUD_PIXELS = 96  # rendered pixels on the short side of each view for the surface cloud
+# The best point is the most relevant surface point, as LERF's 2D protocol takes the most relevant pixel:
+# averaging the top few lets a better-learned look-alike elsewhere outvote a small object's own peak.
+LOCALIZE_TOP_K = 1
+
+
+@dataclass
+class QueryResult:
+    """A query's answer on the surface cloud.
+
+    Attributes:
+        query: what was asked (phrases, or the exemplar's view and pixel); head: the head used.
+        relevancy: ``[N]`` per surface point; localization: best point and 3D box (see :func:`localize`).
+        positives, negatives: ``[P, D]`` and ``[K, D]`` embeddings used (for heatmaps at any view).
+    """
+
+    query: str
+    head: str
+    relevancy: torch.Tensor
+    localization: Localization
+    positives: torch.Tensor
+    negatives: torch.Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        loc = self.localization
+        return {"query": self.query, "head": self.head, "point": [float(v) for v in loc.point],
+                "box": [[float(v) for v in row] for row in loc.box], "score": float(loc.score),
+                "n_points": int(loc.n_points), "found": bool(loc.found), **self.extra}
+
+
+class QueryEngine:
+    """Queries on one trained run.
+
+    Args:
+        run: the loaded run (:func:`semfield.run.load_run`); scene: the scene it was trained on.
+        stride: pixel stride of the surface cloud's renders (see :class:`.bake.Bake`); default: about 96
+            rendered pixels on the short side of each training view.
+    """
+
+    def __init__(self, run: Run, scene: Scene, stride: int | None = None, progress: bool = False):
+        self.run, self.scene, self.progress = run, scene, progress
+        self.heads = tuple(run.field.config.heads)
+        if stride is None:
+            short = min(min(f.intrinsics.width, f.intrinsics.height) for f in scene.split("train") or scene.frames)
+            stride = max(1, short // CLOUD_PIXELS)
+        self.bake = Bake(run.run_dir, run.field, run.iteration, run.config.eval_render, stride=stride)
+        self._teachers: dict[str, Any] = {}
+        self._phrases: dict[tuple[str, str], torch.Tensor] = {}
+
+    # ----- heads and text ------------------------------------------------------------------------------
+    def check_head(self, head: str) -> None:
+        if head not in self.heads:
+            raise SemfieldError(f"this run has no head {head!r} (heads: {', '.join(self.heads) or 'none'})",
+                                self.run.run_dir)
+
+    def text_head(self, head: str | None = None) -> str:
+        """The head answering text queries: ``head`` if given, else the first whose teacher embeds text."""
+        if head is not None:
+            self.check_head(head)
+            if self.run.config.teachers.get(head, {}).get("kind", head) not in TEXT_KINDS:
+                raise SemfieldError(f"head {head!r} was trained by a teacher with no text encoder; use an exemplar "
+                                    "query for it", self.run.run_dir)
+            return head
+        for name in self.heads:
+            if self.run.config.teachers.get(name, {}).get("kind", name) in TEXT_KINDS:
+                return name
+        raise SemfieldError("this run has no text-capable head (train it with a clip, siglip or label teacher "
+                            "to ask text queries; exemplar queries work with any head)", self.run.run_dir)
+
+    def embed(self, head: str, phrases: list[str]) -> torch.Tensor:
+        """Unit embeddings ``[N, D]`` of phrases by the teacher of ``head`` (cached per phrase)."""
+        missing = [p for p in dict.fromkeys(phrases) if (head, p) not in self._phrases]
+        if missing:
+            if head not in self._teachers:
+                spec = self.run.config.teachers.get(head)
+                if spec is None:
+                    raise SemfieldError(f"no teacher recorded for head {head!r}", self.run.run_dir)
+                self._teachers[head] = build_teacher(head, spec, self.scene)
+            emb = self._teachers[head].embed_text(missing)
+            for p, e in zip(missing, emb, strict=True):
+                self._phrases[(head, p)] = e.float()
+        return torch.stack([self._phrases[(head, p)] for p in phrases])
+
+    # ----- queries on the surface cloud --------------------------------------------------------------
+    def cloud(self):
+        return self.bake.cloud(self.scene.split("train"), progress=self.progress)
+
+    def _localize(self, relevancy: torch.Tensor) -> Localization:
+        return localize(self.cloud().points, relevancy, top_k=LOCALIZE_TOP_K)
+
+    def text(self, positives: list[str], negatives: list[str] = (), replace_negatives: bool = False,
+             head: str | None = None) -> QueryResult:
+        """Where are ``positives`` (several phrases = max over them)? LERF relevancy on the surface cloud."""
+        head = self.text_head(head)
+        pos = self.embed(head, list(positives))
+        neg = self.embed(head, list(negative_phrases(negatives, replace=replace_negatives)))
+        cloud = self.cloud()
+        rel = lerf_relevancy(cloud.features[head], pos, neg, reduce="max")
+        return QueryResult(" | ".join(positives), head, rel, self._localize(rel), pos, neg)
+
+    def exemplar_feature(self, frame: Frame, x: float, y: float, head: str, radius: int = 2) -> torch.Tensor:
+        """Mean head feature ``[D]`` of the surface under pixel (x, y) of ``frame`` and its neighbours
+        within ``radius`` pixels (those that hit a surface)."""
+        self.check_head(head)
+        points, hit = self.bake.view_surface(frame)
+        H, W = hit.shape
+        if not (0 <= x < W and 0 <= y < H):
+            raise SemfieldError(f"pixel ({x:g}, {y:g}) is outside the {W}x{H} view {frame.name!r}")
+        xi, yi = int(x), int(y)
+        ys, xs = slice(max(0, yi - radius), yi + radius + 1), slice(max(0, xi - radius), xi + radius + 1)
+        sel = points[ys, xs][hit[ys, xs]]
+        if sel.shape[0] == 0:
+            raise SemfieldError(f"pixel ({x:g}, {y:g}) of view {frame.name!r} sees no surface")
+        return head_features(self.run.field, head, sel).mean(dim=0)
+
+    def exemplar(self, frame: Frame, x: float, y: float, head: str | None = None) -> QueryResult:
+        """Where else is what pixel (x, y) of ``frame`` shows? Exemplar relevancy on the surface cloud."""
+        if head is None:
+            if not self.heads:
+                raise SemfieldError("this run has no feature heads to query", self.run.run_dir)
+            head = self.heads[0]
+        feat = self.exemplar_feature(frame, x, y, head)
+        cloud = self.cloud()
+        neg = scene_negatives(cloud.features[head], feat)
+        rel = exemplar_relevancy(cloud.features[head], feat, negatives=neg)
+        return QueryResult(f"{frame.name}@{x:g},{y:g}", head, rel, self._localize(rel), feat[None], neg)
+
+    # ----- per-view maps --------------------------------------------------------------------------------
+    def view_features(self, frame: Frame, head: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head features ``[H, W, D]`` at the surface seen by each pixel, and the hit mask ``[H, W]``."""
+        points, hit = self.bake.view_surface(frame)
+        H, W, _ = points.shape
+        feats = head_features(self.run.field, head, points.reshape(-1, 3))
+        return feats.view(H, W, -1), hit
+
+    def heatmap(self, result: QueryResult, frame: Frame) -> torch.Tensor:
+        """Relevancy ``[H, W]`` of a query at a view (0 where the pixel sees no surface)."""
+        feats, hit = self.view_features(frame, result.head)
+        rel = lerf_relevancy(feats, result.positives, result.negatives, reduce="max")
+        return torch.where(hit, rel, torch.zeros_like(rel))
+
+    def segment_view(self, frame: Frame, labels: list[str], head: str | None = None) -> np.ndarray:
+        """Per-pixel index into ``labels`` ``[H, W]`` (argmax cosine; -1 where no surface is seen)."""
+        head = self.text_head(head)
+        feats, hit = self.view_features(frame, head)
+        seg = segment(feats, self.embed(head, list(labels)))
+        return torch.where(hit, seg, torch.full_like(seg, -1)).numpy()
