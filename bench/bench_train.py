@@ -41,7 +41,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CURVE_COLUMNS = ("train_seconds", "iterations", "psnr", "ssim", "depth_abs_rel", "depth_abs_rel_fg",
                  "depth_rmse")
-FINAL_METRICS = ("psnr_test", "ssim_test", "depth_abs_rel_test", "depth_abs_rel_fg_test", "depth_rmse_test")
+FINAL_METRICS = ("psnr_test", "ssim_test", "depth_abs_rel_test", "depth_abs_rel_fg_test", "depth_rmse_test",
+                 "depth_abs_rel_expected_test", "depth_abs_rel_fg_expected_test")
 RUN_FIGURES = FINAL_METRICS + ("train_seconds", "iterations", "peak_rss_mb", "wall_seconds", "eval_seconds")
 # Targets of the training issue: (metric, comparison, value).
 TARGETS = {"psnr_test": (">=", 26.0), "depth_abs_rel_fg_test": ("<=", 0.08), "peak_rss_mb": ("<=", 4096.0),

@@ -29,6 +29,8 @@ TRAIN_ROWS = (
     ("depth_abs_rel_test", "depth abs-rel, full image", ".4f"),
     ("depth_abs_rel_fg_test", "depth abs-rel, foreground (table + objects)", ".4f"),
     ("depth_rmse_test", "depth RMSE (m)", ".4f"),
+    ("depth_abs_rel_expected_test", "depth abs-rel, full image, expected depth", ".4f"),
+    ("depth_abs_rel_fg_expected_test", "depth abs-rel, foreground, expected depth", ".4f"),
     ("train_seconds", "training time (s)", ".1f"),
     ("iterations", "iterations", ".0f"),
     ("peak_rss_mb", "peak RSS (MB)", ".0f"),
@@ -136,7 +138,8 @@ def render(paths: list[Path], output: Path) -> str:
              "```", REGENERATE, "```", "",
              ("Metrics follow `PROTOCOLS.md` (\"Image quality and geometry\", \"Speed and memory\"): PSNR on "
               "held-out views (RGB in [0, 1]), SSIM with an 11×11 Gaussian window, depth abs-rel and RMSE of the "
-              "rendered planar depth against ground truth (full image, and restricted to the table and objects), "
+              "rendered planar median depth (where a ray's accumulated weight reaches 1/2) against ground truth "
+              "(full image, and restricted to the table and objects; the expected depth is listed beside it), "
               "whole-process peak RSS, median of the runs."), ""]
     if not paths:
         lines += ["No results yet.", ""]

@@ -51,7 +51,8 @@ def label_picture(labels: np.ndarray, names: list[str], image: np.ndarray | None
     rows = [to_uint8(out)]
     width = labels.shape[1]
     for name, colour in zip(names, colours, strict=True):
-        strip = _label_strip(f"  {name}", width).copy()
-        strip[2:-2, 1:9] = colour
+        strip = _label_strip("", width).copy()
+        strip[2:-2, 2:10] = colour
+        strip[:, 12:] = _label_strip(name, max(1, width - 12))[:, : max(0, width - 12)]
         rows.append(strip)
     return np.concatenate(rows, axis=0)
