@@ -48,3 +48,19 @@ def test_feature_losses_hand_values():
     assert feature_loss(pred, target, "l1").item() == pytest.approx(0.5)
     with pytest.raises(ValueError):
         feature_loss(pred, target, "l2")
+
+
+def test_cosine_mse_pins_the_scale():
+    target = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    # same directions, twice the length: cosine is blind to it, the relative squared error is not
+    assert feature_loss(2 * target, target, "cosine").item() == pytest.approx(0.0, abs=1e-6)
+    # |2t - t|^2 summed per ray = (1, 4), mean 2.5; mean |t|^2 = 2.5 -> 1.0
+    assert feature_loss(2 * target, target, "cosine_mse").item() == pytest.approx(1.0, abs=1e-6)
+    assert feature_loss(target, target, "cosine_mse").item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_targets_mean_is_over_every_cell_of_every_map():
+    a = torch.ones(2, 2, 3)
+    b = torch.zeros(1, 2, 3)
+    t = FeatureTargets([a, b], [(4, 4), (4, 2)])
+    torch.testing.assert_close(t.mean, torch.full((3,), 4 / 6))

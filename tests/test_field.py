@@ -565,3 +565,19 @@ def test_heads_composite_latents_like_decoding_every_sample():
     torch.testing.assert_close(out["lat"], reference, atol=5e-3, rtol=0)
     assert part["lat"].shape == (2, 6)
     torch.testing.assert_close(part["lat"], out["lat"][:2])
+
+
+def test_head_mean_is_added_on_decoding_and_saved():
+    fld = make_field({"lat": HeadConfig(dim=4, latent=2)})
+    fld.set_head_mean("lat", torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    latent = torch.randn(5, 2)
+    centred = fld.decode_head("lat", latent, centred=True)
+    torch.testing.assert_close(fld.decode_head("lat", latent), centred + torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    acc = torch.tensor([0.0, 0.5, 1.0, 1.0, 1.0])
+    composited = fld.decode_head("lat", latent, acc)  # constant terms weighted by opacity
+    bias = fld.head_decoders["lat"].bias + torch.tensor([1.0, 2.0, 3.0, 4.0])
+    torch.testing.assert_close(composited, F.linear(latent, fld.head_decoders["lat"].weight) + acc[:, None] * bias)
+    back = GridField.from_state(fld.layout(), fld.state_tensors())
+    torch.testing.assert_close(back.head_mean("lat"), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    with pytest.raises(ValueError, match="identifier"):
+        make_field({"bad.name": HeadConfig(dim=2)})

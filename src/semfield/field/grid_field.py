@@ -24,12 +24,15 @@ from .warp import AxisWarp, make_axis, trilinear_corners, vertex_to_world
 @dataclass
 class HeadConfig:
     """A feature head. ``dim``: output width; ``latent``: grid channels (0 = store ``dim`` directly);
-    ``voxel_factor``: head voxel size relative to the density grid's; ``loss``: "cosine" or "l1"."""
+    ``voxel_factor``: head voxel size relative to the density grid's; ``loss``: "cosine_mse", "cosine" or "l1"
+    (see :func:`semfield.train.features.feature_loss`); ``centre``: learn features minus the teacher's mean
+    feature (added back on decoding), for teachers whose features share a large common component (DINOv2)."""
 
     dim: int
     latent: int = 0
     voxel_factor: float = 2.0
-    loss: str = "cosine"
+    loss: str = "cosine_mse"
+    centre: bool = True  # learn the teacher's features minus their mean (set by the trainer), add it back
 
 
 @dataclass
@@ -125,6 +128,12 @@ class GridField(nn.Module):
                                           lr=0.05)
             if head.latent:
                 self.head_decoders[name] = nn.Linear(head.latent, head.dim)
+            if not name.isidentifier():
+                raise ValueError(f"head name {name!r} must be an identifier (letters, digits, _)")
+            # The teacher's mean feature: the head learns the centred feature, and decoding adds the mean
+            # back (most of a DINOv2 feature is a component every patch shares; a cosine loss on raw
+            # features would learn little else).
+            self.register_buffer(f"head_mean__{name}", torch.zeros(head.dim))
         self.to(self.device_)
         # Until the trainer says the density means something, nothing is pruned as empty space.
         self.occupancy_ready = False
@@ -227,15 +236,27 @@ class GridField(nn.Module):
         idx, w, _ = trilinear_corners(points, self.head_axes[name])
         return self.heads[name].lookup(idx, w)
 
-    def decode_head(self, name: str, latent: torch.Tensor, acc: torch.Tensor | None = None) -> torch.Tensor:
-        """Decode latents ``[P, latent]`` to features ``[P, dim]``. For latents composited along rays pass the
-        rays' opacity ``acc [P]``: the decoder's bias is weighted by it as every sample's would be."""
-        if name not in self.head_decoders:
-            return latent
-        dec = self.head_decoders[name]
-        out = F.linear(latent, dec.weight)
-        bias = dec.bias if acc is None else acc[:, None] * dec.bias
-        return out + bias
+    def head_mean(self, name: str) -> torch.Tensor:
+        """The teacher's mean feature ``[dim]`` that decoding adds to head ``name``'s centred output."""
+        return getattr(self, f"head_mean__{name}")
+
+    @torch.no_grad()
+    def set_head_mean(self, name: str, mean: torch.Tensor) -> None:
+        self.head_mean(name).copy_(mean.to(self.head_mean(name)))
+
+    def decode_head(self, name: str, latent: torch.Tensor, acc: torch.Tensor | None = None,
+                    centred: bool = False) -> torch.Tensor:
+        """Decode latents ``[P, latent]`` to features ``[P, dim]`` (plus the teacher's mean unless ``centred``).
+        For latents composited along rays pass the rays' opacity ``acc [P]``: constant terms (the decoder's
+        bias, the mean) are weighted by it as every sample's would be."""
+        if name in self.head_decoders:
+            dec = self.head_decoders[name]
+            out, const = F.linear(latent, dec.weight), dec.bias
+        else:
+            out, const = latent, torch.zeros_like(self.head_mean(name))
+        if not centred:
+            const = const + self.head_mean(name)
+        return out + (const if acc is None else acc[:, None] * const)
 
     def feature(self, name: str, points: torch.Tensor) -> torch.Tensor:
         """Head ``name``'s features ``[P, dim]`` at ``points [P, 3]``."""

@@ -65,7 +65,7 @@ def sample_steps(near: torch.Tensor, far: torch.Tensor, step: float, max_samples
 
 def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per_t: torch.Tensor,
                 opts: RenderOptions, stratified: bool = False, generator: torch.Generator | None = None,
-                head_rays: int | None = None):
+                head_rays: int | None = None, centred_heads: bool = False):
     """Volume-render rays.
 
     Args:
@@ -74,6 +74,7 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         opts: sampling settings and heads to render.
         stratified: jitter samples (training).
         head_rays: render the heads for the first ``head_rays`` rays only (default: all).
+        centred_heads: leave the teachers' mean features out of the heads (what training compares).
     Returns:
         dict with ``rgb [R, 3]``, ``depth [R]`` (planar, camera z), ``distance [R]`` (along the ray),
         ``median_depth [R]``, ``median_distance [R]`` (where the accumulated weight reaches 1/2),
@@ -152,7 +153,7 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
             latent = fld.head_latent(name, pts[hk])
             comp = torch.zeros(n_head, latent.shape[1], device=latent.device, dtype=latent.dtype).index_add(
                 0, hk // S, latent * wd[:, None])
-            out[name] = fld.decode_head(name, comp, acc_h)
+            out[name] = fld.decode_head(name, comp, acc_h, centred=centred_heads)
     return out
 
 

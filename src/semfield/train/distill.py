@@ -26,7 +26,8 @@ def prepare_teachers(scene: Scene, config: TrainConfig, cache_root: str | Path |
 
     Returns:
         the config with ``field.heads`` completed (a head per teacher, its ``dim`` the teacher's width, a
-        latent of :data:`DEFAULT_LATENT` channels unless the config sets one) and one
+        latent of :data:`DEFAULT_LATENT` channels; text-aligned teachers: cosine loss on raw features, others:
+        centred features with ``cosine_mse``; unless the config sets the head) and one
         :class:`FeatureTargets` per teacher, in training-split order (as :class:`~.data.RayBank`).
     """
     if not config.teachers:
@@ -42,7 +43,11 @@ def prepare_teachers(scene: Scene, config: TrainConfig, cache_root: str | Path |
         targets[name] = FeatureTargets([o.features for o in outputs], sizes, device=config.device)
         head = heads.get(name)
         if head is None:
-            heads[name] = HeadConfig(dim=teacher.dim, latent=min(DEFAULT_LATENT, teacher.dim))
+            # Text-aligned features (CLIP, SigLIP, the label teacher) stay in the text encoder's space and are
+            # matched by direction; image-only features (DINOv2) are centred and matched in scale too.
+            text = bool(teacher.has_text)
+            heads[name] = HeadConfig(dim=teacher.dim, latent=min(DEFAULT_LATENT, teacher.dim),
+                                     loss="cosine" if text else "cosine_mse", centre=not text)
         elif head.dim != teacher.dim:
             heads[name] = replace(head, dim=teacher.dim)
     config = replace(config, field=replace(config.field, heads=heads))

@@ -19,6 +19,9 @@ class FeatureTargets:
         maps: one ``[h_k, w_k, D]`` map per image (sizes may differ between images).
         image_sizes: ``(W_k, H_k)`` of each image in pixels.
         device: where the maps live (stored as float16: 48 maps of 28 x 28 x 768 take 58 MB).
+
+    Attributes:
+        mean: ``[D]`` the mean feature over every cell of every map (heads learn features minus it).
     """
 
     def __init__(self, maps: list[torch.Tensor], image_sizes: list[tuple[int, int]], device="cpu"):
@@ -34,6 +37,8 @@ class FeatureTargets:
         for k, m in enumerate(maps):
             padded[k, : m.shape[0], : m.shape[1]] = m.to(torch.float16)
         self.maps = padded.reshape(-1, self.dim).to(device)
+        total = sum(m.shape[0] * m.shape[1] for m in maps)
+        self.mean = (sum(m.float().sum(dim=(0, 1)) for m in maps) / total).to(device)  # [D] over all cells
         self.hmax, self.wmax = hmax, wmax
         self.map_hw = torch.tensor([[m.shape[0], m.shape[1]] for m in maps], dtype=torch.float32, device=device)
         self.image_wh = torch.tensor(image_sizes, dtype=torch.float32, device=device)
@@ -66,14 +71,22 @@ class FeatureTargets:
         return top * (1 - ay) + bottom * ay
 
 
-def feature_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
-    """Mean feature loss over rays: ``1 - cos`` (``"cosine"``) or mean absolute error (``"l1"``).
+def feature_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "cosine_mse") -> torch.Tensor:
+    """Mean feature loss over rays.
+
+    Kinds: ``"cosine"`` (``1 - cos``), ``"l1"`` (mean absolute error), ``"cosine_mse"`` (``1 - cos`` plus the
+    squared error relative to the batch's mean squared target norm). Heads learn teacher features minus the
+    teacher's mean, and a cosine alone leaves the scale of those free: adding the mean back would then tilt
+    every feature. The relative squared error pins the scale; the cosine keeps the direction's weight.
 
     Args:
         pred, target: ``[R, D]``.
     """
+    if kind == "cosine_mse":
+        scale = target.detach().square().sum(dim=-1).mean().clamp(min=1e-12)
+        return feature_loss(pred, target, "cosine") + (pred - target).square().sum(dim=-1).mean() / scale
     if kind == "cosine":
         return (1.0 - F.cosine_similarity(pred, target, dim=-1, eps=1e-6)).mean()
     if kind == "l1":
         return (pred - target).abs().mean()
-    raise ValueError(f"unknown feature loss {kind!r} (cosine or l1)")
+    raise ValueError(f"unknown feature loss {kind!r} (cosine_mse, cosine or l1)")

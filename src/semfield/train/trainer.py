@@ -87,6 +87,9 @@ class Trainer:
         fld = GridField(cfg.field, self._outer, self._focus, voxel=final * voxel_factor_at(cfg, 0),
                         device=self.device, final_voxel=final)
         self.field = fld
+        for name, targets in self.feature_targets.items():
+            if cfg.field.heads[name].centre:
+                fld.set_head_mean(name, targets.mean)
         self._set_lrs(0)
         self.optimizer = torch.optim.Adam(fld.parameters(), lr=cfg.lr_mlp, eps=1e-15)
 
@@ -187,13 +190,14 @@ class Trainer:
         heads = tuple(fld.config.heads) if self.iteration >= cfg.feature_start * cfg.iterations else ()
         opts = replace(cfg.render, heads=heads)
         out = render_rays(fld, bank.origins[sel], bank.dirs[sel], bank.z_per_t[sel], opts, stratified=True,
-                          generator=self.generator, head_rays=cfg.feature_rays)
+                          generator=self.generator, head_rays=cfg.feature_rays, centred_heads=True)
         loss = torch.mean((out["rgb"] - bank.rgb[sel]) ** 2)
         self.last_samples = out["samples"]
         photometric = float(loss.detach())
         for name in heads:
             hs = sel[: out[name].shape[0]]
-            target = self.feature_targets[name].sample(bank.image_index[hs], bank.pixel[hs])
+            targets = self.feature_targets[name]
+            target = targets.sample(bank.image_index[hs], bank.pixel[hs]) - fld.head_mean(name)
             head_loss = feature_loss(out[name], target, fld.config.heads[name].loss)
             self.last_feature_loss[name] = float(head_loss.detach())
             loss = loss + cfg.feature_weight * head_loss
