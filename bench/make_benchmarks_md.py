@@ -20,7 +20,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_GLOB = "bench/results/*/results.json"
 REGENERATE = ("python bench/bench_train.py --out bench/results/train_default --runs 3 --budget 120 "
-              "--preset default --seed 0 && python bench/make_benchmarks_md.py")
+              "--preset default --seed 0 && python bench/bench_distill.py --out bench/results/distill_default "
+              "--runs 3 --iterations 360 --preset default --seed 0 && python bench/make_benchmarks_md.py")
 
 # (key, label, format, target key in results["targets"] or None)
 TRAIN_ROWS = (
@@ -128,6 +129,74 @@ def train_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     return lines + [""]
 
 
+def _cell(summary: dict[str, Any], key: str, spec: str) -> str:
+    return _fmt(summary.get(key), spec)
+
+
+def distill_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
+    """The distillation / query benchmark (bench/bench_distill.py)."""
+    s, scene, settings = res["summary"], res["scene"], res.get("settings", {})
+    targets = dict(res.get("targets") or {})
+    targets.setdefault("feature_cosine_label_noise_free", [">=", 0.9])
+    targets.setdefault("text_query_ms", ["<=", 50.0])
+    git = res.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    runs = res.get("runs", [])
+    lines = [f"## Distillation and queries: `{path.parent.name}`", "",
+             (f"**{scene['label']}, simulated teacher (`label`) + DINOv2 (`dinov2`).** {len(runs)} run(s) of "
+              f"{settings.get('iterations', '?')} iterations each for RGB only and for RGB + both heads, each "
+              f"training in its own process; figures are the **median over runs**."), "",
+             "```", res["command"], "```", "",
+             f"- Machine: {_machine(res.get('machine', {}), runs)}",
+             f"- Code: commit {commit}, run started {res.get('started', '?')}",
+             f"- Settings overridden: {', '.join(f'`{x}`' for x in settings.get('set', [])) or 'none (defaults)'}",
+             f"- Results: `{os.path.relpath(path, output.parent)}`", "",
+             "| figure | median | target | meets target |", "|---|---|---|---|"]
+    rows = (("train_seconds_rgb", "training time, RGB only (s)", ".1f"),
+            ("train_seconds_distill", "training time, RGB + label + dinov2 heads (s)", ".1f"),
+            ("train_seconds_ratio", "training time ratio (distill / RGB)", ".2f"),
+            ("peak_rss_mb_distill", "peak RSS with heads (MB)", ".0f"),
+            ("psnr_test_rgb", "held-out PSNR, RGB only (dB)", ".2f"),
+            ("psnr_test_distill", "held-out PSNR, with heads (dB)", ".2f"),
+            ("feature_cosine_dinov2", "dinov2 head: cosine to the teacher on held-out views", ".3f"),
+            ("feature_cosine_centred_dinov2", "dinov2 head: the same, both centred", ".3f"),
+            ("feature_cosine_label", "label head: cosine to the (noisy) simulated teacher", ".3f"),
+            ("feature_cosine_label_noise_free", "label head: cosine to the simulated teacher without noise", ".3f"),
+            ("feature_cosine_centred_label_noise_free", "label head: the same, both centred", ".3f"),
+            ("bake_seconds", "query bake (surface cloud) (s)", ".1f"),
+            ("text_query_ms", "text query: 3D point + box + heatmap at an existing view (ms)", ".1f"),
+            ("exemplar_query_ms", "exemplar query, the same outputs (ms)", ".1f"),
+            ("new_view_relevancy_ms", "relevancy heatmap at a new viewpoint (ms)", ".0f"))
+    for key, label, spec in rows:
+        target, ok = _target_cells(key, s.get(key), targets)
+        lines.append(f"| {label} | {_cell(s, key, spec)} | {target} | {ok} |")
+    lines += ["", "Localization (fraction of queries; 2D over (test view, query) pairs with a ground-truth box):", "",
+              "| queries | 2D LERF | 2D LangSplat (smoothed) | 3D point in box | 3D, 2 cm margin | 3D box IoU |",
+              "|---|---|---|---|---|---|"]
+    for prefix, label in (("text_name", "names (label head)"), ("text_synonym", "paraphrases / synonyms"),
+                          ("text_category", "categories"), ("text", "all text queries"),
+                          ("exemplar", "exemplar (dinov2 head)")):
+        cells = [_cell(s, f"{prefix}_{k}", ".3f") for k in ("loc2d_lerf", "loc2d_langsplat", "loc3d", "loc3d_2cm",
+                                                            "box_iou")]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "2D semantic segmentation of the test views (scene's classes):", "",
+              "| source | mIoU | mAcc | oAcc |", "|---|---|---|---|"]
+    for key, label in (("field", "field (label head, rendered)"),
+                       ("teacher_nearest", "teacher on GT images, nearest upsampling"),
+                       ("teacher_bilinear", "teacher on GT images, bilinear upsampling")):
+        lines.append(f"| {label} | " + " | ".join(_cell(s, f"seg_{m}_{key}", ".3f") for m in ("miou", "macc", "oacc"))
+                     + " |")
+    ext = (res.get("extraction") or {}).get("teachers", {})
+    if ext:
+        lines += ["", "Teacher feature extraction (cold cache, once): " + "; ".join(
+            f"{name} {v.get('train_seconds', 0) + v.get('test_seconds', 0):.1f} s for "
+            f"{v.get('n_train', 0) + v.get('n_test', 0)} images" for name, v in ext.items() if "train_seconds" in v)
+            + "."]
+    if res.get("notes"):
+        lines += ["", *[ln for ln in res["notes"].splitlines() if not ln.startswith("## ")]]
+    return lines + [""]
+
+
 def render(paths: list[Path], output: Path) -> str:
     lines = ["# semfield benchmarks", "",
              "<!-- Generated by bench/make_benchmarks_md.py from bench/results/*/results.json: do not edit by hand. -->",
@@ -147,6 +216,8 @@ def render(paths: list[Path], output: Path) -> str:
         res = json.loads(path.read_text(encoding="utf-8"))
         if res.get("benchmark") == "train":
             lines += train_section(res, path, output)
+        elif res.get("benchmark") == "distill":
+            lines += distill_section(res, path, output)
         else:
             lines += [f"## `{path.parent.name}`", "", f"(unknown benchmark kind {res.get('benchmark')!r})", ""]
     return "\n".join(lines).rstrip() + "\n"
