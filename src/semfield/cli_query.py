@@ -10,7 +10,8 @@ import click
 
 from .errors import SemfieldError
 
-EXEMPLAR = re.compile(r"^(?P<view>.+)@(?P<x>\d+(\.\d+)?),(?P<y>\d+(\.\d+)?)$")
+NUM = r"\d+(?:\.\d+)?"
+EXEMPLAR = re.compile(rf"^(?P<view>.+)@(?P<coords>{NUM}(?:,{NUM}){{1,3}})$")
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -44,7 +45,9 @@ def _fmt_vec(v) -> str:
 @click.option("--negatives", help="Comma-separated negative phrases, added to the canonical ones "
                                   "(object, things, stuff, texture).")
 @click.option("--only-negatives", is_flag=True, help="Use --negatives instead of the canonical negatives.")
-@click.option("--exemplar", help="Query by example: VIEW@X,Y, a pixel of a view (test:0@120,88).")
+@click.option("--exemplar", help="Query by example: VIEW@X,Y (a pixel, test:0@120,88) or VIEW@X0,Y0,X1,Y1 (a box).")
+@click.option("--exemplar-image", type=click.Path(path_type=Path),
+              help="Query by example: an image crop (PNG/JPEG) of what to find.")
 @click.option("--head", help="Feature head to query (default: the first text-capable one; any head for "
                              "--exemplar).")
 @click.option("--view", "views", multiple=True, help="Views for heatmaps (test:N, train:N or an image name; "
@@ -52,8 +55,8 @@ def _fmt_vec(v) -> str:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--no-progress", is_flag=True)
-def query_cmd(run_dir: Path, phrases, negatives, only_negatives, exemplar, head, views, out_dir, as_json,
-              no_progress) -> None:
+def query_cmd(run_dir: Path, phrases, negatives, only_negatives, exemplar, exemplar_image, head, views, out_dir,
+              as_json, no_progress) -> None:
     """Where is it? Text query (several PHRASES = any of them) or --exemplar, answered on a trained run.
 
     Prints the best 3D point and the object's 3D box; writes relevancy heatmaps per view (PNG overlay cut
@@ -64,20 +67,32 @@ def query_cmd(run_dir: Path, phrases, negatives, only_negatives, exemplar, head,
       semfield query runs/default "red coffee mug" --view test:3 --out q/mug
       semfield query runs/default "mug" "cup" --negatives "bowl" --out q/cup --json
       semfield query runs/default --exemplar test:0@120,88 --head dinov2 --out q/ex
+      semfield query runs/default --exemplar train:5@40,60,90,120 --out q/box
+      semfield query runs/default --exemplar-image mug_crop.png --head dinov2 --out q/crop
     """
     from .query.outputs import write_query
     from .run import check_output_dir
 
-    if bool(phrases) == bool(exemplar):
-        raise click.UsageError("give either PHRASES or --exemplar")
+    if sum(map(bool, (phrases, exemplar, exemplar_image))) != 1:
+        raise click.UsageError("give exactly one of PHRASES, --exemplar or --exemplar-image")
+    m = EXEMPLAR.match(exemplar) if exemplar else None
+    coords = [float(v) for v in m["coords"].split(",")] if m else []
+    if exemplar and len(coords) not in (2, 4):
+        raise click.UsageError(f"--exemplar must look like test:0@120,88 or test:0@10,20,60,80, got {exemplar!r}")
     check_output_dir(out_dir)
+    if exemplar_image is not None:
+        import torch
+
+        from .scene.images import load_rgb
+
+        crop = torch.from_numpy(load_rgb(exemplar_image))
     engine = _engine(run_dir, progress=not no_progress)
     if exemplar:
-        m = EXEMPLAR.match(exemplar)
-        if m is None:
-            raise click.UsageError(f"--exemplar must look like test:0@120,88, got {exemplar!r}")
         frame = engine.scene.frame(m["view"])
-        result = engine.exemplar(frame, float(m["x"]), float(m["y"]), head=head)
+        result = (engine.exemplar(frame, coords[0], coords[1], head=head) if len(coords) == 2 else
+                  engine.exemplar_box(frame, tuple(coords), head=head))
+    elif exemplar_image is not None:
+        result = engine.exemplar_image(crop, head=head, label=exemplar_image.name)
     else:
         result = engine.text(list(phrases), _split_list(negatives), replace_negatives=only_negatives, head=head)
     summary = write_query(engine, result, _views(engine, views), out_dir)

@@ -283,7 +283,10 @@ class GridField(nn.Module):
                   final_voxel=layout.get("final_voxel"))
         for name, grid in fld.sparse_grids().items():
             grid.load_state_tensors(tensors, f"grid.{name}")
-        fld.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
+        modules = {k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")}
+        for name in config.heads:  # runs saved before heads were centred: a zero mean is what they learned
+            modules.setdefault(f"head_mean__{name}", torch.zeros(config.heads[name].dim))
+        fld.load_state_dict(modules)
         fld.occupancy_ready = bool(layout.get("occupancy_ready", True))
         fld.refresh_occupancy()
         return fld

@@ -92,16 +92,20 @@ class QueryEngine:
         raise SemfieldError("this run has no text-capable head (train it with a clip, siglip or label teacher "
                             "to ask text queries; exemplar queries work with any head)", self.run.run_dir)
 
+    def teacher(self, head: str):
+        """The teacher that trained ``head`` (rebuilt from the run's config on first use)."""
+        if head not in self._teachers:
+            spec = self.run.config.teachers.get(head)
+            if spec is None:
+                raise SemfieldError(f"no teacher recorded for head {head!r}", self.run.run_dir)
+            self._teachers[head] = build_teacher(head, spec, self.scene)
+        return self._teachers[head]
+
     def embed(self, head: str, phrases: list[str]) -> torch.Tensor:
         """Unit embeddings ``[N, D]`` of phrases by the teacher of ``head`` (cached per phrase)."""
         missing = [p for p in dict.fromkeys(phrases) if (head, p) not in self._phrases]
         if missing:
-            if head not in self._teachers:
-                spec = self.run.config.teachers.get(head)
-                if spec is None:
-                    raise SemfieldError(f"no teacher recorded for head {head!r}", self.run.run_dir)
-                self._teachers[head] = build_teacher(head, spec, self.scene)
-            emb = self._teachers[head].embed_text(missing)
+            emb = self.teacher(head).embed_text(missing)
             for p, e in zip(missing, emb, strict=True):
                 self._phrases[(head, p)] = e.float()
         return torch.stack([self._phrases[(head, p)] for p in phrases])
@@ -123,32 +127,57 @@ class QueryEngine:
         rel = lerf_relevancy(cloud.features[head], pos, neg, reduce="max")
         return QueryResult(" | ".join(positives), head, rel, self._localize(rel), pos, neg)
 
-    def exemplar_feature(self, frame: Frame, x: float, y: float, head: str, radius: int = 2) -> torch.Tensor:
-        """Mean head feature ``[D]`` of the surface under pixel (x, y) of ``frame`` and its neighbours
-        within ``radius`` pixels (those that hit a surface)."""
+    def exemplar_feature(self, frame: Frame, box: tuple[float, float, float, float], head: str) -> torch.Tensor:
+        """Mean head feature ``[D]`` of the surface seen by the pixels of ``box = (x0, y0, x1, y1)`` in ``frame``
+        (pixel coordinates, x1/y1 exclusive; a clicked pixel is a small box around it)."""
         self.check_head(head)
         points, hit = self.bake.view_surface(frame)
         H, W = hit.shape
-        if not (0 <= x < W and 0 <= y < H):
-            raise SemfieldError(f"pixel ({x:g}, {y:g}) is outside the {W}x{H} view {frame.name!r}")
-        xi, yi = int(x), int(y)
-        ys, xs = slice(max(0, yi - radius), yi + radius + 1), slice(max(0, xi - radius), xi + radius + 1)
-        sel = points[ys, xs][hit[ys, xs]]
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+        if x0 >= x1 or y0 >= y1:
+            raise SemfieldError(f"box {tuple(box)} lies outside the {W}x{H} view {frame.name!r}")
+        sel = points[y0:y1, x0:x1][hit[y0:y1, x0:x1]]
         if sel.shape[0] == 0:
-            raise SemfieldError(f"pixel ({x:g}, {y:g}) of view {frame.name!r} sees no surface")
+            raise SemfieldError(f"box {tuple(box)} of view {frame.name!r} sees no surface")
         return head_features(self.run.field, head, sel).mean(dim=0)
 
-    def exemplar(self, frame: Frame, x: float, y: float, head: str | None = None) -> QueryResult:
-        """Where else is what pixel (x, y) of ``frame`` shows? Exemplar relevancy on the surface cloud."""
-        if head is None:
-            if not self.heads:
-                raise SemfieldError("this run has no feature heads to query", self.run.run_dir)
-            head = self.heads[0]
-        feat = self.exemplar_feature(frame, x, y, head)
+    def _default_head(self, head: str | None) -> str:
+        if head is not None:
+            self.check_head(head)
+            return head
+        if not self.heads:
+            raise SemfieldError("this run has no feature heads to query", self.run.run_dir)
+        return self.heads[0]
+
+    def exemplar(self, frame: Frame, x: float, y: float, head: str | None = None, radius: int = 2) -> QueryResult:
+        """Where else is what pixel (x, y) of ``frame`` shows (with its neighbours within ``radius`` pixels)?"""
+        head = self._default_head(head)
+        box = (int(x) - radius, int(y) - radius, int(x) + radius + 1, int(y) + radius + 1)
+        return self.exemplar_by_feature(self.exemplar_feature(frame, box, head), head, f"{frame.name}@{x:g},{y:g}")
+
+    def exemplar_box(self, frame: Frame, box: tuple[float, float, float, float], head: str | None = None
+                     ) -> QueryResult:
+        """Where else is what the pixel box ``(x0, y0, x1, y1)`` of ``frame`` shows?"""
+        head = self._default_head(head)
+        label = f"{frame.name}@{','.join(f'{v:g}' for v in box)}"
+        return self.exemplar_by_feature(self.exemplar_feature(frame, box, head), head, label)
+
+    def exemplar_image(self, image: torch.Tensor, head: str | None = None, label: str = "image") -> QueryResult:
+        """Where is what an image crop ``[H, W, 3]`` (float in [0, 1]) shows? Its mean teacher feature (the
+        teacher of ``head`` run on the crop) is the exemplar."""
+        head = self._default_head(head)
+        teacher = self.teacher(head)
+        feat = teacher.extract(image).features.reshape(-1, teacher.dim).mean(dim=0)
+        return self.exemplar_by_feature(feat.float(), head, label)
+
+    def exemplar_by_feature(self, feature: torch.Tensor, head: str, label: str) -> QueryResult:
+        """Exemplar relevancy of feature ``[D]`` on the surface cloud (negatives: diverse, less similar
+        features of the scene itself, see :func:`.relevancy.scene_negatives`)."""
         cloud = self.cloud()
-        neg = scene_negatives(cloud.features[head], feat)
-        rel = exemplar_relevancy(cloud.features[head], feat, negatives=neg)
-        return QueryResult(f"{frame.name}@{x:g},{y:g}", head, rel, self._localize(rel), feat[None], neg)
+        neg = scene_negatives(cloud.features[head], feature)
+        rel = exemplar_relevancy(cloud.features[head], feature, negatives=neg)
+        return QueryResult(label, head, rel, self._localize(rel), feature[None], neg)
 
     # ----- per-view maps --------------------------------------------------------------------------------
     def view_features(self, frame: Frame, head: str) -> tuple[torch.Tensor, torch.Tensor]:
