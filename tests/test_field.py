@@ -465,6 +465,14 @@ def test_render_opaque_slab_depth_and_colour():
     torch.testing.assert_close(out["rgb"][2], torch.tensor(col_b), atol=2e-3, rtol=0)
 
 
+def _boundary_points(fld, o, d):
+    """Where rays leave the outer box (the "boundary" background), as the renderer computes it."""
+    from semfield.render.sampling import ray_aabb
+
+    _, far, _ = ray_aabb(o, d, torch.as_tensor(fld.outer_aabb, dtype=o.dtype), near_min=OPTS.near)
+    return o + d * (far - 1e-4)[:, None]
+
+
 def test_heads_composite_with_detached_weights():
     fld = make_field({"feat": HeadConfig(dim=4)})
     torch.manual_seed(0)
@@ -472,10 +480,11 @@ def test_heads_composite_with_detached_weights():
     _set_smooth(fld)
     o, d, z = _rays()
     out = render_rays(fld, o, d, z, ropts(max_samples=128, heads=("feat",)))
-    # features are the weighted sum of the head at the samples
+    # features are the weighted sum of the head at the samples, plus the boundary's for what passes them
     pts = (o[:, None, :] + d[:, None, :] * out["t"][..., None]).reshape(-1, 3)
     with torch.no_grad():
         ref = (out["weights"][..., None] * fld.feature("feat", pts).view(*out["t"].shape, 4)).sum(1)
+        ref = ref + (1 - out["acc"])[:, None] * fld.feature("feat", _boundary_points(fld, o, d))
     torch.testing.assert_close(out["feat"].detach(), ref, atol=1e-5, rtol=1e-4)
     (out["feat"] ** 2).sum().backward()
     assert fld.heads["feat"].touched.any()
@@ -559,6 +568,7 @@ def test_heads_composite_latents_like_decoding_every_sample():
         pts = o[:, None, :] + d[:, None, :] * out["t"][..., None]
         per_sample = fld.feature("lat", pts.reshape(-1, 3)).view(*out["t"].shape, 6)
         reference = torch.einsum("rs,rsc->rc", out["weights"], per_sample)
+        reference += (1 - out["acc"])[:, None] * fld.feature("lat", _boundary_points(fld, o, d))
         part = render_rays(fld, o, d, z, opts, head_rays=2)
     assert out["acc"].min() > 0.1  # the bias term matters: rays are not all empty
     # samples below min_alpha are skipped by the renderer: they carry < 1e-4 weight each

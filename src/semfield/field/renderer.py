@@ -146,14 +146,19 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         n_head = R if head_rays is None else min(R, head_rays)
         hk = keep[keep < n_head * S]  # the first n_head rays carry features
         wd = weights.detach().reshape(-1)[hk]
-        acc_h = acc.detach()[:n_head]
+        weight_h = acc.detach()[:n_head]
+        if opts.background == "boundary":
+            weight_h = weight_h + t_final.detach()[:n_head]
         for name in opts.heads:
             # The decoder is affine, so compositing latents and decoding once per ray equals decoding
             # every sample: sum_i w_i (A z_i + b) = A (sum_i w_i z_i) + b * acc.
             latent = fld.head_latent(name, pts[hk])
             comp = torch.zeros(n_head, latent.shape[1], device=latent.device, dtype=latent.dtype).index_add(
                 0, hk // S, latent * wd[:, None])
-            out[name] = fld.decode_head(name, comp, acc_h, centred=centred_heads)
+            if opts.background == "boundary":  # the outer box is a surface: walls seen through it get features
+                far_pts = origins[:n_head] + dirs[:n_head] * (far[:n_head] - 1e-4)[:, None]
+                comp = comp + t_final.detach()[:n_head, None] * fld.head_latent(name, far_pts)
+            out[name] = fld.decode_head(name, comp, weight_h, centred=centred_heads)
     return out
 
 

@@ -35,7 +35,7 @@ from ..scene.types import Frame
 from ..errors import SemfieldError
 
 BAKE_DIR = "bake"
-MIN_ACC = 0.5  # a pixel whose opacity is below this saw no surface (the ray reached the outer box)
+MIN_ACC = 0.5  # without a boundary background, a pixel whose opacity is below this saw no surface
 
 
 @dataclass
@@ -58,9 +58,17 @@ def surface_points(fld: GridField, frame: Frame, opts: RenderOptions, stride: in
     out = render_image(fld, c2w, intr, opts)
     origins, dirs, zpt = image_rays(c2w, intr)
     distance = out["median_depth"].reshape(-1) / zpt
-    keep = out["acc"].reshape(-1) > MIN_ACC
+    keep = _hits(out["acc"], opts).reshape(-1)
     points = origins[keep] + dirs[keep] * distance[keep, None]
     return points, out["rgb"].reshape(-1, 3)[keep]
+
+
+def _hits(acc: torch.Tensor, opts: RenderOptions) -> torch.Tensor:
+    """Pixels that see a surface: with a ``"boundary"`` background the outer box is one (the room's walls
+    of a closed capture), so every pixel does; otherwise those with opacity above :data:`MIN_ACC`."""
+    if opts.background == "boundary":
+        return torch.ones_like(acc, dtype=torch.bool)
+    return acc > MIN_ACC
 
 
 def voxel_thin(points: torch.Tensor, voxel: float) -> torch.Tensor:
@@ -112,7 +120,7 @@ class Bake:
         if not meta_path.exists() or not (self.dir / "cloud.safetensors").exists():
             return False
         meta = read_json(meta_path, "bake metadata")
-        return (isinstance(meta, dict) and meta.get("iteration") == self.iteration and meta.get("depth") == "median"
+        return (isinstance(meta, dict) and meta.get("iteration") == self.iteration and meta.get("depth") == "median-boundary"
                 and meta.get("stride") == self.stride and meta.get("heads") == sorted(self.field.config.heads))
 
     def cloud(self, frames: list[Frame], progress: bool = False) -> SurfaceCloud:
@@ -151,7 +159,7 @@ class Bake:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.dir / "cloud.safetensors", lambda tmp: save_file(tensors, str(tmp)))
         atomic_write_json(self.dir / "bake.json", {
-            "iteration": self.iteration, "stride": self.stride, "voxel": self.voxel, "depth": "median",
+            "iteration": self.iteration, "stride": self.stride, "voxel": self.voxel, "depth": "median-boundary",
             "n_points": int(points.shape[0]), "seconds": self.seconds, "heads": sorted(self.field.config.heads)})
         # fp16 round trip, so a fresh bake answers exactly as a reloaded one
         return SurfaceCloud(points, rgb, {k: v.to(torch.float16).float() for k, v in feats.items()})
@@ -178,4 +186,4 @@ class Bake:
         origins, dirs, _ = image_rays(c2w, frame.intrinsics)
         H, W = t["distance"].shape
         points = (origins + dirs * t["distance"].reshape(-1, 1).to(dirs)).view(H, W, 3)
-        return points, t["acc"] > MIN_ACC
+        return points, _hits(t["acc"], self.opts)
