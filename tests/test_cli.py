@@ -139,7 +139,7 @@ def test_queries_on_a_run_without_feature_heads_say_so(run, tmp_path):
     assert_one_line_error(res, "no feature heads")
     assert not (tmp_path / "q").exists()
     res = cli("query", run, "--out", tmp_path / "q")
-    assert res.returncode == 2 and "PHRASES or --exemplar" in res.stderr
+    assert res.returncode == 2 and "exactly one of PHRASES" in res.stderr
 
 
 def test_render_and_info_of_missing_run(tmp_path):

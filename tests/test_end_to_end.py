@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 import numpy as np
-
 import pytest
+import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
 pytest.importorskip("mujoco")
