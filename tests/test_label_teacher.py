@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from semfield.errors import SemfieldError
+from semfield.eval.feature_fidelity import area_weights
 from semfield.scene.images import save_uint16
 from semfield.scene.types import Frame, Intrinsics, Scene
-from semfield.teachers.label import LabelTeacher, area_matrix
+from semfield.teachers.label import LabelTeacher
 from semfield.teachers.text_minilm import MiniLMTextEncoder, minilm_available
 
 NAMES = {0: "unlabelled", 1: "mug", 2: "floor"}
@@ -53,10 +54,11 @@ def _teacher(**kw):
 
 
 def test_area_matrix_is_exact_area_averaging():
-    a = area_matrix(28, 64)
+    a = torch.from_numpy(area_weights(28, 64)).float()
     assert a.shape == (28, 64)
     assert torch.allclose(a.sum(1), torch.ones(28)) and torch.allclose(a.sum(0), torch.full((64,), 28 / 64))
-    assert torch.allclose(area_matrix(2, 3), torch.tensor([[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]]))
+    expected = torch.tensor([[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
+    assert torch.allclose(torch.from_numpy(area_weights(2, 3)).float(), expected)
 
 
 def test_clean_settings_give_class_embeddings_and_mix_at_the_boundary(tmp_path):

@@ -27,20 +27,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SemfieldError
+from .arrays import as_float
 
 __all__ = ["MIN_VALID_FRACTION", "area_pool", "area_weights", "centred_feature_cosine", "feature_cosine"]
 
 MIN_VALID_FRACTION = 0.5
 _EPS = 1e-12
-
-
-def _as_np(x, name: str, dtype=np.float64) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    try:
-        return np.asarray(x, dtype=dtype)
-    except (TypeError, ValueError):
-        raise SemfieldError(f"{name}: expected a numeric array") from None
 
 
 def area_weights(n_out: int, n_in: int) -> np.ndarray:
@@ -76,11 +68,11 @@ def area_pool(values, h: int, w: int, valid=None) -> tuple[np.ndarray, np.ndarra
         >>> pooled[..., 0].tolist(), frac.tolist()
         ([[0.5, 2.0]], [[1.0, 0.5]])
     """
-    x = _as_np(values, "area_pool values")
+    x = as_float(values, "area_pool values")
     if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
         raise SemfieldError(f"area_pool: values must be a non-empty [H, W, D], got {x.shape}")
     H, W, _ = x.shape
-    m = np.ones((H, W)) if valid is None else _as_np(valid, "area_pool valid", dtype=bool).astype(np.float64)
+    m = np.ones((H, W)) if valid is None else as_float(valid, "area_pool valid", dtype=bool).astype(float)
     if m.shape != (H, W):
         raise SemfieldError(f"area_pool: valid must be [{H}, {W}], got {m.shape}")
     ah, aw = area_weights(h, H), area_weights(w, W)
@@ -93,8 +85,8 @@ def area_pool(values, h: int, w: int, valid=None) -> tuple[np.ndarray, np.ndarra
 
 def _cell_cosines(rendered, teacher, valid, centre: bool) -> np.ndarray:
     """Cosines ``[K]`` of the kept cells between the pooled rendered map and the teacher map."""
-    t = _as_np(teacher, "feature fidelity teacher")
-    r = _as_np(rendered, "feature fidelity rendered")
+    t = as_float(teacher, "feature fidelity teacher")
+    r = as_float(rendered, "feature fidelity rendered")
     if t.ndim != 3 or t.shape[0] == 0 or t.shape[1] == 0:
         raise SemfieldError(f"feature fidelity: teacher map must be a non-empty [h, w, D], got {t.shape}")
     if r.ndim != 3 or r.shape[-1] != t.shape[-1]:

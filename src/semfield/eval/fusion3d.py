@@ -1,6 +1,7 @@
 """OpenScene-2D fusion baseline: average the 2D teacher features of every view that sees a 3D point.
 
-Pure torch (CPU or CUDA), no I/O; numpy inputs are converted. See PROTOCOLS.md (the project's evaluation protocols).
+Pure torch (CPU or CUDA), no I/O; numpy inputs are converted.
+See PROTOCOLS.md (the project's evaluation protocols).
 
 For each view, a point ``p`` goes to camera space ``x_c = R^T (p - t)`` with ``c2w = [R | t]`` (OpenCV axes:
 x right, y down, z forward) and projects to pixel coordinates ``(u, v) = (K x_c)[:2] / z``, where pixel

@@ -1,6 +1,7 @@
 """Localization metrics: LERF 2D accuracy, the LangSplat smoothed variant (labelled apart), 3D box checks.
 
-numpy, no I/O; torch tensors are accepted and read on the CPU. See PROTOCOLS.md (the project's evaluation protocols).
+numpy, no I/O; torch tensors are accepted and read on the CPU.
+See PROTOCOLS.md (the project's evaluation protocols).
 
 **Pixel and box convention.** A relevancy map is ``[H, W]``; pixel (row ``i``, column ``j``) covers
 ``[j, j+1) × [i, i+1)`` and its centre is ``(x, y) = (j + 0.5, i + 0.5)`` (semfield's intrinsics convention).
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import SemfieldError
+from .arrays import as_float
 
 __all__ = [
     "argmax_pixel",
@@ -42,24 +44,15 @@ __all__ = [
 LANGSPLAT_KERNEL = 30
 
 
-def _as_np(x, name: str, dtype=np.float64) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    try:
-        return np.asarray(x, dtype=dtype)
-    except (TypeError, ValueError):
-        raise SemfieldError(f"{name}: expected a numeric array") from None
-
-
 def _map(relevancy, name: str) -> np.ndarray:
-    r = _as_np(relevancy, name)
+    r = as_float(relevancy, name)
     if r.ndim != 2 or r.size == 0:
         raise SemfieldError(f"{name}: relevancy map must be a non-empty [H, W], got {r.shape}")
     return r
 
 
 def _boxes(boxes, name: str) -> np.ndarray:
-    b = _as_np(boxes, name)
+    b = as_float(boxes, name)
     if b.size == 0:
         return np.zeros((0, 4))
     if b.ndim not in (1, 2) or b.shape[-1] != 4:
@@ -85,8 +78,8 @@ def pixels_in_boxes(cols, rows, boxes, convention: str = "centers") -> np.ndarra
         >>> pixels_in_boxes([1, 2], [0, 0], [[0, 0, 2, 1]], convention="indices").tolist()
         [True, True]
     """
-    j = np.atleast_1d(_as_np(cols, "pixels_in_boxes cols"))[:, None]
-    i = np.atleast_1d(_as_np(rows, "pixels_in_boxes rows"))[:, None]
+    j = np.atleast_1d(as_float(cols, "pixels_in_boxes cols"))[:, None]
+    i = np.atleast_1d(as_float(rows, "pixels_in_boxes rows"))[:, None]
     b = _boxes(boxes, "pixels_in_boxes")
     if convention == "centers":
         x, y = j + 0.5, i + 0.5
@@ -219,7 +212,7 @@ def localization_accuracy(
 
 
 def _box3(box, name: str) -> np.ndarray:
-    b = _as_np(box, name)
+    b = as_float(box, name)
     if b.shape != (2, 3):
         raise SemfieldError(f"{name}: a 3D box must be [2, 3] (min corner, max corner), got {b.shape}")
     if (b[0] > b[1]).any():
@@ -238,7 +231,7 @@ def point_in_box(point, box, margin: float = 0.0):
         >>> point_in_box([1.05, 0.5, 0.5], box), point_in_box([1.05, 0.5, 0.5], box, margin=0.1)
         (False, True)
     """
-    p = _as_np(point, "point_in_box point")
+    p = as_float(point, "point_in_box point")
     b = _box3(box, "point_in_box box")
     if p.shape[-1:] != (3,):
         raise SemfieldError(f"point_in_box: point must be [..., 3], got {p.shape}")

@@ -1,6 +1,7 @@
 """Scene-level panoptic quality (PVLFF / Panoptic Lifting): PQ, SQ, RQ; instance coverage, precision, recall.
 
-numpy, no I/O; torch tensors are accepted and read on the CPU. See PROTOCOLS.md (the project's evaluation protocols).
+numpy, no I/O; torch tensors are accepted and read on the CPU.
+See PROTOCOLS.md (the project's evaluation protocols).
 
 Inputs are the *stacked* frames of one scene: any shape (e.g. ``[F, H, W]``), flattened, with the same
 instance id meaning the same object in every frame, so segments are matched over the whole stack.
@@ -27,17 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SemfieldError
+from .arrays import as_int
 
 __all__ = ["PanopticScores", "instance_coverage", "panoptic_quality"]
-
-
-def _flat_int(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.dtype.kind not in "iub":
-        raise SemfieldError(f"{name}: expected integer ids, got dtype {a.dtype}")
-    return a.astype(np.int64, copy=False).reshape(-1)
 
 
 def _segment_ids(cls: np.ndarray, inst: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,10 +121,10 @@ def panoptic_quality(
         >>> round(s.pq_things, 4), s.pq_stuff
         (0.0, 1.0)
     """
-    pc = _flat_int(pred_class, "panoptic_quality pred_class")
-    pi = _flat_int(pred_instance, "panoptic_quality pred_instance")
-    gc = _flat_int(gt_class, "panoptic_quality gt_class")
-    gi = _flat_int(gt_instance, "panoptic_quality gt_instance")
+    pc = as_int(pred_class, "panoptic_quality pred_class").reshape(-1)
+    pi = as_int(pred_instance, "panoptic_quality pred_instance").reshape(-1)
+    gc = as_int(gt_class, "panoptic_quality gt_class").reshape(-1)
+    gi = as_int(gt_instance, "panoptic_quality gt_instance").reshape(-1)
     if not (pc.shape == pi.shape == gc.shape == gi.shape):
         raise SemfieldError(
             f"panoptic_quality: inputs differ in size ({pc.size}, {pi.size}, {gc.size}, {gi.size} pixels)"
@@ -214,8 +207,8 @@ def instance_coverage(
         >>> round(m["mcov"], 4), m["precision"], m["recall"], m["n_gt"]
         (0.5833, 0.5, 0.5, 2)
     """
-    p = _flat_int(pred_instance, "instance_coverage pred_instance")
-    g = _flat_int(gt_instance, "instance_coverage gt_instance")
+    p = as_int(pred_instance, "instance_coverage pred_instance").reshape(-1)
+    g = as_int(gt_instance, "instance_coverage gt_instance").reshape(-1)
     keep = np.ones(p.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool).reshape(-1)
     if not (p.shape == g.shape == keep.shape):
         raise SemfieldError(

@@ -1,6 +1,7 @@
 """Camera pose errors (SPINE / iNeRF): SE(3) error, success rates at (5°, 5 cm) and (2°, 2 cm), medians.
 
-numpy, no I/O; torch tensors are accepted and read on the CPU. See PROTOCOLS.md (the project's evaluation protocols).
+numpy, no I/O; torch tensors are accepted and read on the CPU.
+See PROTOCOLS.md (the project's evaluation protocols).
 
 ``E = T_gt⁻¹ · T_est`` (both camera-to-world 4 × 4); rotation error
 ``= arccos(clip((tr(R_E) − 1) / 2, −1, 1))`` in degrees; translation error ``= ‖t_E‖`` in scene units, and in
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import SemfieldError
+from .arrays import as_float
 
 __all__ = ["pose_errors", "pose_metrics"]
 
@@ -25,9 +27,7 @@ THRESHOLDS = ((5.0, 5.0), (2.0, 2.0))
 
 
 def _pose_array(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x, dtype=np.float64)
+    a = as_float(x, name)
     if a.shape[-2:] != (4, 4):
         raise SemfieldError(f"{name}: poses must be [..., 4, 4], got {a.shape}")
     return a

@@ -1,6 +1,7 @@
 """Semantic segmentation metrics (GOV-NeSF / ScanNet / OpenScene style): confusion matrix, IoU, mAcc, oAcc.
 
-numpy, no I/O; torch tensors are accepted and read on the CPU. See PROTOCOLS.md (the project's evaluation protocols).
+numpy, no I/O; torch tensors are accepted and read on the CPU.
+See PROTOCOLS.md (the project's evaluation protocols).
 
 Conventions:
 
@@ -23,17 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SemfieldError
+from .arrays import as_int
 
 __all__ = ["SegmentationScores", "confusion_matrix", "mean_over_scenes", "segmentation_scores"]
-
-
-def _as_int(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.dtype.kind not in "iub":
-        raise SemfieldError(f"{name}: expected integer labels, got dtype {a.dtype}")
-    return a.astype(np.int64, copy=False)
 
 
 def confusion_matrix(pred, gt, num_classes: int) -> np.ndarray:
@@ -53,8 +46,8 @@ def confusion_matrix(pred, gt, num_classes: int) -> np.ndarray:
         array([[1, 1, 0],
                [0, 1, 1]])
     """
-    p = _as_int(pred, "confusion_matrix pred")
-    g = _as_int(gt, "confusion_matrix gt")
+    p = as_int(pred, "confusion_matrix pred", what="labels")
+    g = as_int(gt, "confusion_matrix gt", what="labels")
     if p.shape != g.shape:
         raise SemfieldError(f"confusion_matrix: pred {p.shape} and gt {g.shape} differ in shape")
     if num_classes < 1:
@@ -110,7 +103,7 @@ def segmentation_scores(cm) -> SegmentationScores:
         >>> s.iou.round(4).tolist(), round(s.miou, 4), s.macc, s.oacc
         ([0.5, 0.3333], 0.4167, 0.5, 0.5)
     """
-    m = _as_int(cm, "segmentation_scores cm")
+    m = as_int(cm, "segmentation_scores cm", what="labels")
     if m.ndim != 2 or m.shape[1] not in (m.shape[0], m.shape[0] + 1) or m.shape[0] == 0:
         raise SemfieldError(
             f"segmentation_scores: confusion matrix must be [C, C+1] or [C, C], got {m.shape}"

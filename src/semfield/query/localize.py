@@ -27,6 +27,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..errors import SemfieldError
+from ..eval.arrays import as_float
 
 __all__ = ["Localization", "localize", "point_spacing"]
 
@@ -52,15 +53,6 @@ class Localization:
     found: bool
 
 
-def _as_np(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise SemfieldError(f"{name}: expected a numeric array") from None
-
-
 def point_spacing(points: np.ndarray) -> float:
     """Median nearest-neighbour distance of ``points [N, 3]`` (on at most 20000 evenly spaced queries).
 
@@ -68,7 +60,7 @@ def point_spacing(points: np.ndarray) -> float:
         >>> point_spacing(np.array([[0.0, 0, 0], [0.1, 0, 0], [0.3, 0, 0]]))
         0.1
     """
-    pts = _as_np(points, "point_spacing points")
+    pts = as_float(points, "point_spacing points")
     if pts.shape[0] < 2:
         return 0.0
     queries = pts[np.unique(np.linspace(0, len(pts) - 1, min(len(pts), _SPACING_SAMPLE)).astype(np.int64))]
@@ -136,8 +128,8 @@ def localize(
         >>> loc.point.round(3).tolist(), loc.box.round(3).tolist(), loc.n_points
         ([0.1, 0.0, 0.0], [[0.0, 0.0, 0.0], [0.2, 0.0, 0.0]], 3)
     """
-    pts = _as_np(points, "localize points")
-    rel = _as_np(relevancy, "localize relevancy")
+    pts = as_float(points, "localize points")
+    rel = as_float(relevancy, "localize relevancy")
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise SemfieldError(f"localize: points must be [N, 3], got {pts.shape}")
     if rel.shape != (pts.shape[0],):

@@ -41,19 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SemfieldError
+from ..eval.feature_fidelity import area_weights
 from ..scene.images import load_uint
 from ..scene.types import Frame, Scene
 from .base import TeacherOutput
-
-
-def area_matrix(n_out: int, n_in: int) -> torch.Tensor:
-    """``[n_out, n_in]`` exact area-averaging weights: row ``i`` = each pixel's overlap with cell ``i``."""
-    edges = torch.arange(n_out + 1, dtype=torch.float64) * (n_in / n_out)
-    px = torch.arange(n_in, dtype=torch.float64)
-    overlap = (
-        torch.minimum(edges[1:, None], px[None] + 1) - torch.maximum(edges[:-1, None], px[None])
-    ).clamp(min=0)
-    return (overlap / (n_in / n_out)).float()
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -228,7 +219,7 @@ class LabelTeacher:
         H, W = labels.shape
         n_long = max(1, round(max(H, W) / min(H, W) * self.patch_grid))
         h, w = (self.patch_grid, n_long) if H <= W else (n_long, self.patch_grid)
-        ah, aw = area_matrix(h, H), area_matrix(w, W)
+        ah, aw = (torch.from_numpy(area_weights(n, N)).float() for n, N in ((h, H), (w, W)))
         lab = torch.from_numpy(labels)
         frac = torch.zeros(len(self.class_ids), h, w)
         for k, c in enumerate(self.class_ids):
