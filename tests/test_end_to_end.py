@@ -117,7 +117,7 @@ def test_exemplar_box_and_crop_queries_answer_on_the_surface(tiny_run, engine):
     root, _ = tiny_run
     gt = engine.scene.ground_truth
     frame = engine.scene.split("train")[0]
-    oid, box = next(iter(gt["views"][frame.name]["boxes"].items()))
+    box = next(iter(gt["views"][frame.name]["boxes"].values()))
     by_box = engine.exemplar_box(frame, tuple(box), head="label")
     assert by_box.relevancy.shape == engine.cloud().points.shape[:1]
     assert 0.0 <= float(by_box.relevancy.min()) and float(by_box.relevancy.max()) <= 1.0

@@ -27,14 +27,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_write, atomic_write_json
+from ..errors import SemfieldError
 from ..field.grid_field import GridField
 from ..field.renderer import RenderOptions, render_image
 from ..jsonfile import read_json
 from ..render.rays import image_rays
 from ..scene.types import Frame
-from ..errors import SemfieldError
 
 BAKE_DIR = "bake"
+DEPTH_RULE = "median-boundary"  # how surface points were placed; a bake made otherwise is rebuilt
 MIN_ACC = 0.5  # without a boundary background, a pixel whose opacity is below this saw no surface
 
 
@@ -113,6 +114,7 @@ class Bake:
         self.field, self.iteration, self.opts, self.stride = fld, int(iteration), opts, int(stride)
         self.voxel = float(voxel or 2.0 * fld.final_voxel)
         self._cloud: SurfaceCloud | None = None
+        self._views: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # view name -> (points, hits), read once
         self.seconds = 0.0
 
     def _meta_ok(self) -> bool:
@@ -120,8 +122,9 @@ class Bake:
         if not meta_path.exists() or not (self.dir / "cloud.safetensors").exists():
             return False
         meta = read_json(meta_path, "bake metadata")
-        return (isinstance(meta, dict) and meta.get("iteration") == self.iteration and meta.get("depth") == "median-boundary"
-                and meta.get("stride") == self.stride and meta.get("heads") == sorted(self.field.config.heads))
+        expected = {"iteration": self.iteration, "depth": DEPTH_RULE, "stride": self.stride,
+                    "heads": sorted(self.field.config.heads)}
+        return isinstance(meta, dict) and all(meta.get(k) == v for k, v in expected.items())
 
     def cloud(self, frames: list[Frame], progress: bool = False) -> SurfaceCloud:
         """The surface cloud from ``frames`` (the training views), baked on first call."""
@@ -159,14 +162,17 @@ class Bake:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.dir / "cloud.safetensors", lambda tmp: save_file(tensors, str(tmp)))
         atomic_write_json(self.dir / "bake.json", {
-            "iteration": self.iteration, "stride": self.stride, "voxel": self.voxel, "depth": "median-boundary",
+            "iteration": self.iteration, "stride": self.stride, "voxel": self.voxel, "depth": DEPTH_RULE,
             "n_points": int(points.shape[0]), "seconds": self.seconds, "heads": sorted(self.field.config.heads)})
         # fp16 round trip, so a fresh bake answers exactly as a reloaded one
         return SurfaceCloud(points, rgb, {k: v.to(torch.float16).float() for k, v in feats.items()})
 
     @torch.no_grad()
     def view_surface(self, frame: Frame) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-pixel surface points ``[H, W, 3]`` and a hit mask ``[H, W]`` of one view (depth baked once)."""
+        """Per-pixel surface points ``[H, W, 3]`` and a hit mask ``[H, W]`` of one view (depth rendered once and
+        kept on disk, then in memory for the engine's lifetime)."""
+        if frame.name in self._views:
+            return self._views[frame.name]
         path = _view_file(self.dir, frame)
         c2w = torch.as_tensor(frame.c2w, dtype=torch.float32, device=self.field.device_)
         t = None
@@ -186,4 +192,5 @@ class Bake:
         origins, dirs, _ = image_rays(c2w, frame.intrinsics)
         H, W = t["distance"].shape
         points = (origins + dirs * t["distance"].reshape(-1, 1).to(dirs)).view(H, W, 3)
-        return points, _hits(t["acc"], self.opts)
+        self._views[frame.name] = (points, _hits(t["acc"], self.opts))
+        return self._views[frame.name]

@@ -49,8 +49,7 @@ def demo_queries(run: Run, scene: Scene, out_dir: Path) -> dict[str, Any]:
                     f"{'yes' if hit else 'no'} |")
     step: dict[str, Any] = {"bake_seconds": bake_seconds, "text_queries": len(objects),
                             "loc3d_hits": hits, "query_ms_median": statistics.median(latencies) if latencies else None}
-    image_heads = [h for h in engine.heads if run.config.teachers.get(h, {}).get("kind", h) not in ("label", "clip",
-                                                                                                      "siglip")]
+    image_heads = [h for h in engine.heads if not engine.has_text(h)]
     boxes = gt.get("views", {}).get(views[0].name, {}).get("boxes", {}) if views else {}
     if image_heads and boxes:
         oid, (x0, y0, x1, y1) = next(iter(boxes.items()))
@@ -63,8 +62,7 @@ def demo_queries(run: Run, scene: Scene, out_dir: Path) -> dict[str, Any]:
                             "inside_box": bool(obj and point_in_box(result.localization.point,
                                                                    [obj["box_min"], obj["box_max"]]))}
     labels = [c for c in gt.get("classes", []) if c not in STUFF]
-    if labels and engine.heads and any(run.config.teachers.get(h, {}).get("kind", h) in ("label", "clip", "siglip")
-                                       for h in engine.heads):
+    if labels and any(engine.has_text(h) for h in engine.heads):
         files = write_segmentation(engine, labels, views, qdir / "segment")
         pictures += [f"queries/segment/{f}" for f in files if f.endswith(".png")]
         export_cloud(engine, qdir / "scene_labels.ply", labels=labels)

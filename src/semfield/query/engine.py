@@ -78,16 +78,20 @@ class QueryEngine:
             raise SemfieldError(f"this run has no head {head!r} (heads: {', '.join(self.heads) or 'none'})",
                                 self.run.run_dir)
 
+    def has_text(self, head: str) -> bool:
+        """Whether ``head`` was trained by a teacher with a text tower (so text queries can ask it)."""
+        return self.run.config.teachers.get(head, {}).get("kind", head) in TEXT_KINDS
+
     def text_head(self, head: str | None = None) -> str:
         """The head answering text queries: ``head`` if given, else the first whose teacher embeds text."""
         if head is not None:
             self.check_head(head)
-            if self.run.config.teachers.get(head, {}).get("kind", head) not in TEXT_KINDS:
+            if not self.has_text(head):
                 raise SemfieldError(f"head {head!r} was trained by a teacher with no text encoder; use an exemplar "
                                     "query for it", self.run.run_dir)
             return head
         for name in self.heads:
-            if self.run.config.teachers.get(name, {}).get("kind", name) in TEXT_KINDS:
+            if self.has_text(name):
                 return name
         raise SemfieldError("this run has no text-capable head (train it with a clip, siglip or label teacher "
                             "to ask text queries; exemplar queries work with any head)", self.run.run_dir)
