@@ -82,13 +82,23 @@ def _stops(runs: list[dict[str, Any]]) -> str:
             f"stopped by the time budget before finishing it.")
 
 
+def _provenance(res: dict[str, Any], path: Path, output: Path) -> list[str]:
+    """The command block and the machine / code / settings / results lines every section starts with."""
+    runs, settings = res.get("runs", []), res.get("settings", {})
+    git = res.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    return ["```", res["command"], "```", "",
+            f"- Machine: {_machine(res.get('machine', {}), runs)}",
+            f"- Code: commit {commit}, run started {res.get('started', '?')}",
+            f"- Settings overridden: {', '.join(f'`{s}`' for s in settings.get('set', [])) or 'none (defaults)'}",
+            f"- Results: `{os.path.relpath(path, output.parent)}`", ""]
+
+
 def train_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     scene, settings = res["scene"], res.get("settings", {})
     targets = res.get("targets") or DEFAULT_TARGETS
     runs = res["runs"]
     name = path.parent.name
-    git = res.get("git") or {}
-    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
     lines = [f"## Training: `{name}`", "",
              (f"**{scene['label']}.** {len(runs)} run(s) of at most {settings.get('budget_seconds', '?'):g} s "
              f"of training each, every run in its own process (training seeds "
@@ -96,11 +106,7 @@ def train_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
              f"Final metrics render all test views with `eval_render`; the curve points use the training "
              f"sampler (`render`). Training time excludes evaluation; wall time is the whole process "
              f"(start-up, scene loading, training, evaluations). {_stops(runs)}"), "",
-             "```", res["command"], "```", "",
-             f"- Machine: {_machine(res.get('machine', {}), runs)}",
-             f"- Code: commit {commit}, run started {res.get('started', '?')}",
-             f"- Settings overridden: {', '.join(f'`{s}`' for s in settings.get('set', [])) or 'none (defaults)'}",
-             f"- Results: `{os.path.relpath(path, output.parent)}`", "",
+             *_provenance(res, path, output),
              "| figure | median | target | meets target |", "|---|---|---|---|"]
     summary = res["summary"]
     for key, label, spec in TRAIN_ROWS:
@@ -139,18 +145,12 @@ def distill_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     targets = dict(res.get("targets") or {})
     targets.setdefault("feature_cosine_label_noise_free", [">=", 0.9])
     targets.setdefault("text_query_ms", ["<=", 50.0])
-    git = res.get("git") or {}
-    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
     runs = res.get("runs", [])
     lines = [f"## Distillation and queries: `{path.parent.name}`", "",
              (f"**{scene['label']}, simulated teacher (`label`) + DINOv2 (`dinov2`).** {len(runs)} run(s) of "
               f"{settings.get('iterations', '?')} iterations each for RGB only and for RGB + both heads, each "
               f"training in its own process; figures are the **median over runs**."), "",
-             "```", res["command"], "```", "",
-             f"- Machine: {_machine(res.get('machine', {}), runs)}",
-             f"- Code: commit {commit}, run started {res.get('started', '?')}",
-             f"- Settings overridden: {', '.join(f'`{x}`' for x in settings.get('set', [])) or 'none (defaults)'}",
-             f"- Results: `{os.path.relpath(path, output.parent)}`", "",
+             *_provenance(res, path, output),
              "| figure | median | target | meets target |", "|---|---|---|---|"]
     rows = (("train_seconds_rgb", "training time, RGB only (s)", ".1f"),
             ("train_seconds_distill", "training time, RGB + label + dinov2 heads (s)", ".1f"),
