@@ -260,14 +260,19 @@ def demo_cmd(out: Path, preset: str, seed: int, iterations, no_progress: bool) -
     click.echo((out / "summary.md").read_text(encoding="utf-8").rstrip())
 
 
-def _add_query_commands() -> None:
-    from .cli_query import COMMANDS
-
-    for command in COMMANDS:
-        cli.add_command(command)
+# Modules that define more verbs, each as a list ``COMMANDS`` of click commands.
+VERB_MODULES = ("cli_query",)
 
 
-_add_query_commands()
+def _add_verbs() -> None:
+    import importlib
+
+    for module in VERB_MODULES:
+        for command in importlib.import_module(f".{module}", __package__).COMMANDS:
+            cli.add_command(command)
+
+
+_add_verbs()
 
 
 def main(argv: list[str] | None = None) -> None:
