@@ -12,7 +12,7 @@ What it does (see ``NOTES`` below, also written into results.json):
 - per run ``i`` (training seed ``seed + i``), three subprocesses: **rgb** (default TrainConfig, fixed
   ``--iterations``, no teachers), **distill** (the same plus the teachers; their warm set-up is timed apart
   from training) and **query** (loads the distill run: bake, text / exemplar localization, segmentation,
-  feature fidelity, latencies; metrics in ``_distill_metrics.py``). Peak RSS of each from ``os.wait4``;
+  feature fidelity, latencies; metrics in ``semfield.harness``). Peak RSS of each from ``os.wait4``;
 - writes ``OUT/results.json`` (medians over runs in ``summary``) and prints a table.
 
 ``--quick`` = tiny scene, 60 iterations, 1 run, DINOv2 at a 224-px input: a smoke test, not a benchmark.
@@ -173,10 +173,11 @@ def child_train(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_query(job: dict[str, Any]) -> dict[str, Any]:
-    """Queries, segmentation, feature fidelity and latencies on the distill run (see _distill_metrics)."""
-    import _distill_metrics as dm
+    """Queries, segmentation, feature fidelity and latencies on the distill run (:mod:`semfield.harness`)."""
     from safetensors.torch import load_file
 
+    from semfield.harness import fidelity, ground_truth, latency, localization
+    from semfield.harness import segmentation as seg
     from semfield.query.engine import TEXT_KINDS, QueryEngine
     from semfield.run import load_run
     from semfield.scene.load import load_scene
@@ -194,19 +195,19 @@ def child_query(job: dict[str, Any]) -> dict[str, Any]:
     stored = load_file(job["test_maps"])
     names = dict.fromkeys(k.rsplit("/", 1)[0] for k in sorted(stored))  # "label", "label:noise_free", ...
     maps = {name: [stored[f"{name}/{k}"] for k in range(len(test))] for name in names}
-    text = dm.evaluate_text(engine, gt, test)
-    exemplars = dm.evaluate_exemplars(engine, gt, train, test, image_head)
-    labels, _ = dm.label_set(gt)
-    segmentation = {"field": dm.segmentation_field(engine, gt, test)}
+    text = localization.evaluate_text(engine, gt, test)
+    exemplars = localization.evaluate_exemplars(engine, gt, train, test, image_head)
+    labels, _ = ground_truth.label_set(gt)
+    segmentation = {"field": seg.segmentation_field(engine, gt, test)}
     for mode in ("nearest", "bilinear"):
-        segmentation[f"teacher_{mode}"] = dm.teacher_segmentation(maps[text_head], engine.embed(text_head, labels),
+        segmentation[f"teacher_{mode}"] = seg.teacher_segmentation(maps[text_head], engine.embed(text_head, labels),
                                                                   gt, test, mode)
-    fidelity = dm.fidelity(run.field, run.config.eval_render, test, maps)
-    latency = {"bake_seconds": bake_seconds, **dm.latencies(engine, gt, train, test, image_head)}
+    scores = fidelity.head_fidelity(run.field, run.config.eval_render, test, maps)
+    latencies = {"bake_seconds": bake_seconds, **latency.latencies(engine, gt, train, test, image_head)}
     return {"text_head": text_head, "image_head": image_head, "cloud_points": int(cloud.points.shape[0]),
-            "text": text, "text_accuracy": dm.accuracies_by_kind(text), "exemplar": exemplars,
-            "exemplar_accuracy": dm.accuracies(exemplars), "segmentation": segmentation, "fidelity": fidelity,
-            "latency": latency}
+            "text": text, "text_accuracy": localization.accuracies_by_kind(text), "exemplar": exemplars,
+            "exemplar_accuracy": localization.accuracies(exemplars), "segmentation": segmentation, "fidelity": scores,
+            "latency": latencies}
 
 
 CHILDREN = {"extract": child_extract, "train": child_train, "query": child_query}

@@ -15,7 +15,7 @@ from .errors import SemfieldError
 from .jsonfile import read_json
 from .train.config import TrainConfig
 
-FREE_FORM = ("field.heads",)  # mappings whose keys are names chosen by the user
+FREE_FORM = ("field.heads", "teachers")  # mappings whose keys are names chosen by the user
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

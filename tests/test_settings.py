@@ -1,0 +1,33 @@
+"""Training settings from files and --set: user-named mappings (teachers, heads) survive a round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from semfield.errors import SemfieldError
+from semfield.field.grid_field import HeadConfig
+from semfield.settings import apply_overrides, read_config_file
+from semfield.train.config import TrainConfig
+
+
+def test_a_runs_config_with_teachers_and_heads_reads_back_equal(tmp_path):
+    config = TrainConfig(iterations=42, teachers={"label": {"kind": "label"},
+                                                  "dino": {"kind": "dinov2", "input_size": 224}})
+    heads = {"dino": HeadConfig(dim=384, latent=32), "label": HeadConfig(dim=384, latent=32, loss="cosine",
+                                                                         centre=False)}
+    config = apply_overrides(config, {"field.heads": {k: v.__dict__ for k, v in heads.items()}})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"scene": "x", "train": config.to_dict()}))  # as a run folder saves it
+    back = read_config_file(path)
+    assert back.to_dict() == config.to_dict()
+    assert back.teachers["dino"] == {"kind": "dinov2", "input_size": 224}
+    assert back.field.heads["label"].loss == "cosine"
+
+
+def test_unknown_top_level_settings_still_fail(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"teachers": {"label": {"kind": "label"}}, "no_such": 1}))
+    with pytest.raises(SemfieldError, match="no_such"):
+        read_config_file(path)
