@@ -1,0 +1,210 @@
+"""Locate a photo in a trained run with no initial guess: coarse (regression or retrieval), PnP, refinement.
+
+1. Coarse. The photo's DINOv2 descriptors give two candidate kinds: (a) the regressor's pose, (b) the poses
+   of the ``retrieval_k`` bank views whose layout descriptors are most similar (cosine).
+2. PnP. Each candidate is rendered (RGB + depth, ``select_size`` pixels on the long side); DINOv2 patch
+   features of photo and render are matched (mutual nearest neighbours, robust to a render 10–20° off),
+   the render's patch centres lifted to 3D with its depth, PnP-RANSAC; the candidate with the most inliers
+   wins. Then ``pnp_rounds`` render → SIFT match → PnP rounds at ``match_size`` make it precise.
+3. Refinement. Photometric gradient descent on the pose through the differentiable renderer
+   (:mod:`semfield.pose.refine`).
+
+If no PnP round succeeds, refinement starts from the best retrieval candidate and the result says so
+(``pnp_ok`` False).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import SemfieldError
+from ..field.grid_field import GridField
+from ..field.renderer import RenderOptions, render_image
+from ..scene.types import Intrinsics
+from .descriptors import describe_image
+from .geometry import backproject
+from .matching import Matches, dense_feature_matches, sift_matches
+from .pnp import PnPResult, solve_pnp
+from .refine import RefineOptions, refine_pose_photometric
+from .store import CoarseModel
+
+__all__ = ["LocateOptions", "LocateResult", "coarse_candidates", "locate_photo", "render_and_pnp"]
+
+
+@dataclass
+class LocateOptions:
+    """Settings of :func:`locate_photo`. Sizes are long sides in pixels (capped at the photo's)."""
+
+    retrieval_k: int = 4
+    select_size: int = 96
+    match_size: int = 192
+    pnp_rounds: int = 3
+    reprojection_px: float = 2.0
+    dense_reprojection_patches: float = 0.75
+    min_inliers: int = 10
+    depth_edge_ratio: float = 0.03
+    render: RenderOptions = field(default_factory=lambda: RenderOptions(step_voxels=1.5, max_samples=384))
+    refine: RefineOptions = field(default_factory=RefineOptions)
+    use_refine: bool = True
+
+
+@dataclass
+class LocateResult:
+    """The found pose and how it was found.
+
+    Attributes:
+        c2w: ``[4, 4]`` final camera-to-world pose.
+        stages: pose after each stage: ``regression``, ``retrieval`` (top-1), ``pnp`` (None if PnP failed),
+            ``refined`` (None if refinement was off).
+        inliers: PnP inliers of the last successful round (0 if none).
+        pnp_ok: whether any PnP round succeeded.
+        chosen: which candidate PnP kept (``regression`` or ``retrieval:i``).
+        seconds: wall time per stage (``describe``, ``coarse``, ``pnp``, ``refine``, ``total``).
+    """
+
+    c2w: np.ndarray
+    stages: dict[str, np.ndarray | None]
+    inliers: int
+    pnp_ok: bool
+    chosen: str
+    seconds: dict[str, float]
+
+    def to_json(self) -> dict:
+        def mat(m):
+            return None if m is None else np.asarray(m).tolist()
+
+        return {"c2w": mat(self.c2w), "inliers": self.inliers, "pnp_ok": self.pnp_ok, "chosen": self.chosen,
+                "seconds": self.seconds, "stages": {k: mat(v) for k, v in self.stages.items()}}
+
+
+def coarse_candidates(model: CoarseModel, global_vec: torch.Tensor, layout_vec: torch.Tensor,
+                      k: int) -> list[tuple[str, np.ndarray]]:
+    """The regressor's pose and the top-``k`` retrieved bank poses: ``[(name, c2w [4, 4]), ...]``."""
+    desc = torch.cat([global_vec, layout_vec])[None].float()
+    with torch.no_grad():
+        reg = model.regressor(desc)[0].double().numpy()
+    # centred cosine: the component every view shares says nothing about where the camera is
+    mean = model.bank.layout_vecs.float().mean(0)
+    bank = torch.nn.functional.normalize(model.bank.layout_vecs.float() - mean, dim=1)
+    sims = bank @ torch.nn.functional.normalize(layout_vec.float() - mean, dim=0)
+    top = torch.topk(sims, min(k, sims.numel())).indices.tolist()
+    out = [("regression", reg)]
+    out += [(f"retrieval:{i}", model.bank.c2w[j].double().numpy()) for i, j in enumerate(top)]
+    return out
+
+
+def _field_device(fld: GridField) -> torch.device:
+    return next(iter(fld.sparse_grids().values())).values.device
+
+
+def _trusted_depth(depth: np.ndarray, edge_ratio: float) -> np.ndarray:
+    """Pixels whose 3×3 neighbourhood has no depth jump larger than ``edge_ratio`` of the depth: ``[H, W]``."""
+    d = depth.astype(np.float32)
+    kernel = np.ones((3, 3), np.uint8)
+    spread = cv2.dilate(d, kernel) - cv2.erode(d, kernel)
+    return np.isfinite(d) & (d > 0) & (spread < edge_ratio * np.maximum(d, 1e-6))
+
+
+def render_and_pnp(fld: GridField, photo: np.ndarray, intr: Intrinsics, c2w: np.ndarray, size: int,
+                   opts: LocateOptions, dense: tuple | None = None) -> tuple[PnPResult, Matches]:
+    """Render at ``c2w`` (long side ``size``), match the photo to it, lift, and solve PnP.
+
+    Args:
+        photo: ``[H, W, 3]`` in [0, 1] (numpy).
+        intr: the photo's intrinsics.
+        c2w: ``[4, 4]`` where to render.
+        dense: ``(teacher, photo patch features [h, w, D])`` to match DINOv2 patches instead of SIFT keypoints
+            (robust to a far-off render, precise to about a patch); None for SIFT.
+    Returns:
+        ``(PnPResult, the matches used)``.
+    """
+    r_intr = intr.scaled(min(1.0, size / max(intr.width, intr.height)))
+    with torch.no_grad():
+        out = render_image(fld, torch.as_tensor(c2w, dtype=torch.float32, device=_field_device(fld)), r_intr,
+                           opts.render)
+    rgb = out["rgb"].float().cpu()
+    depth = out["median_depth"].float().cpu().numpy()
+    trusted = _trusted_depth(depth, opts.depth_edge_ratio)
+    if dense is not None:
+        teacher, photo_patches = dense
+        matches = dense_feature_matches(photo_patches, teacher.extract(rgb.clamp(0, 1)).features,
+                                        (intr.height, intr.width), (r_intr.height, r_intr.width))
+        threshold = opts.dense_reprojection_patches * max(intr.width / photo_patches.shape[1],
+                                                          intr.height / photo_patches.shape[0])
+    else:
+        matches = sift_matches(photo, rgb.numpy(), render_mask=trusted)
+        threshold = opts.reprojection_px
+    if len(matches) == 0:
+        return PnPResult(None, 0, np.zeros(0, dtype=bool)), matches
+    cols = np.clip(np.floor(matches.render[:, 0]).astype(int), 0, r_intr.width - 1)
+    rows = np.clip(np.floor(matches.render[:, 1]).astype(int), 0, r_intr.height - 1)
+    ok = trusted[rows, cols]
+    matches = Matches(matches.query[ok], matches.render[ok])
+    points = backproject(matches.render, depth[rows[ok], cols[ok]], r_intr.K, c2w)
+    result = solve_pnp(points, matches.query, intr.K, reprojection_px=threshold, min_inliers=opts.min_inliers)
+    return result, matches
+
+
+def locate_photo(fld: GridField, model: CoarseModel, teacher, photo: torch.Tensor, intr: Intrinsics,
+                 opts: LocateOptions | None = None, seed: int = 0) -> LocateResult:
+    """Camera-to-world pose of ``photo`` in the field's world, with no initial guess.
+
+    Args:
+        fld: the trained field.
+        model: the run's coarse model (:func:`semfield.pose.fit.coarse_model_for_run`).
+        teacher: the descriptor teacher the model was fitted with.
+        photo: ``[H, W, 3]`` in [0, 1].
+        intr: the photo's intrinsics (``H × W``).
+        opts: :class:`LocateOptions`.
+        seed: refinement's pixel-sampling seed.
+    Returns:
+        :class:`LocateResult`.
+    """
+    opts = opts or LocateOptions()
+    if tuple(photo.shape[:2]) != (intr.height, intr.width):
+        raise SemfieldError(f"photo is {photo.shape[1]}x{photo.shape[0]} but its intrinsics say "
+                            f"{intr.width}x{intr.height}")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    settings = model.meta["bank"]
+    desc = describe_image(teacher, photo, int(settings["size"]), int(settings["grid"]))
+    t1 = time.perf_counter()
+    seconds["describe"] = t1 - t0
+    candidates = coarse_candidates(model, desc.global_vec, desc.layout_vec, opts.retrieval_k)
+    t2 = time.perf_counter()
+    seconds["coarse"] = t2 - t1
+    photo_np = photo.float().cpu().numpy()
+    dense = (teacher, teacher.extract(photo.float().clamp(0, 1)).features)
+    best: tuple[PnPResult, str] | None = None
+    for name, c2w in candidates:
+        res, _ = render_and_pnp(fld, photo_np, intr, c2w, opts.select_size, opts, dense=dense)
+        if res.c2w is not None and (best is None or res.inliers > best[0].inliers):
+            best = (res, name)
+    pnp_pose, inliers, chosen = None, 0, "retrieval:0"
+    if best is not None:
+        pnp_pose, inliers, chosen = best[0].c2w, best[0].inliers, best[1]
+        for _ in range(opts.pnp_rounds):
+            res, _ = render_and_pnp(fld, photo_np, intr, pnp_pose, opts.match_size, opts)
+            if res.c2w is None:  # still too far off for SIFT: one more dense round, closer
+                res, _ = render_and_pnp(fld, photo_np, intr, pnp_pose, opts.select_size, opts, dense=dense)
+            if res.c2w is None:
+                break
+            pnp_pose, inliers = res.c2w, res.inliers
+    t3 = time.perf_counter()
+    seconds["pnp"] = t3 - t2
+    stages: dict[str, np.ndarray | None] = {"regression": candidates[0][1], "retrieval": candidates[1][1],
+                                            "pnp": pnp_pose, "refined": None}
+    start = pnp_pose if pnp_pose is not None else candidates[1][1]
+    final = start
+    if opts.use_refine:
+        final, _ = refine_pose_photometric(fld, photo, intr, start, opts.refine, seed=seed)
+        stages["refined"] = final
+    seconds["refine"] = time.perf_counter() - t3
+    seconds["total"] = time.perf_counter() - t0
+    return LocateResult(c2w=final, stages=stages, inliers=inliers, pnp_ok=pnp_pose is not None, chosen=chosen,
+                        seconds=seconds)

@@ -1,0 +1,111 @@
+"""2D–2D correspondences between a query photo and a render: OpenCV SIFT, or dense DINOv2 patch features.
+
+Every function returns pixel coordinates in semfield's convention (pixel centres at half-integers; OpenCV
+keypoints are shifted by +0.5 here, once). Images are float ``[H, W, 3]`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+__all__ = ["Matches", "dense_feature_matches", "sift_matches"]
+
+
+@dataclass
+class Matches:
+    """Corresponding pixels: ``query [M, 2]`` and ``render [M, 2]`` (column, row; centres at +0.5)."""
+
+    query: np.ndarray
+    render: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.query.shape[0])
+
+
+def _grey_uint8(image: np.ndarray) -> np.ndarray:
+    rgb = (np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def _sift(image: np.ndarray, mask: np.ndarray | None, n_features: int):
+    sift = cv2.SIFT_create(nfeatures=n_features, contrastThreshold=0.02)
+    grey = _grey_uint8(image)
+    m = None if mask is None else (np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
+    kps, desc = sift.detectAndCompute(grey, m)
+    pts = np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2) + 0.5
+    return pts, desc
+
+
+def sift_matches(query: np.ndarray, render: np.ndarray, render_mask: np.ndarray | None = None,
+                 ratio: float = 0.8, n_features: int = 2000) -> Matches:
+    """SIFT keypoints matched by Lowe's ratio test, kept only if mutual nearest neighbours.
+
+    Args:
+        query: ``[Hq, Wq, 3]`` the photo.
+        render: ``[Hr, Wr, 3]`` the render (any size: SIFT is scale-invariant, pixels stay in each image's own
+            coordinates).
+        render_mask: optional ``[Hr, Wr]`` bool: where the render's depth can be trusted (keypoints elsewhere
+            are not detected).
+        ratio: Lowe's ratio (best distance / second best) to accept a match.
+        n_features: at most this many keypoints per image.
+    Returns:
+        :class:`Matches` (possibly empty).
+    """
+    q_pts, q_desc = _sift(query, None, n_features)
+    r_pts, r_desc = _sift(render, render_mask, n_features)
+    empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)))
+    if q_desc is None or r_desc is None or len(q_pts) < 2 or len(r_pts) < 2:
+        return empty
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    forward = matcher.knnMatch(q_desc, r_desc, k=2)
+    backward = {m.queryIdx: m.trainIdx for m in matcher.match(r_desc, q_desc)}
+    qi, ri = [], []
+    for pair in forward:
+        if len(pair) < 2:
+            continue
+        best, second = pair
+        if best.distance < ratio * second.distance and backward.get(best.trainIdx) == best.queryIdx:
+            qi.append(best.queryIdx)
+            ri.append(best.trainIdx)
+    if not qi:
+        return empty
+    return Matches(q_pts[qi], r_pts[ri])
+
+
+def dense_feature_matches(query_features: torch.Tensor, render_features: torch.Tensor,
+                          query_size: tuple[int, int], render_size: tuple[int, int],
+                          min_similarity: float = 0.5) -> Matches:
+    """Mutual nearest neighbours between two dense feature maps (e.g. DINOv2 patch tokens), as patch centres.
+
+    Coarse (one match per patch at best: a 14-pixel patch at 224 px input) but robust to appearance changes
+    that defeat SIFT.
+
+    Args:
+        query_features: ``[hq, wq, D]`` features of the photo.
+        render_features: ``[hr, wr, D]`` features of the render.
+        query_size, render_size: ``(height, width)`` of the two images in pixels (patch centres are scaled
+            to them).
+        min_similarity: cosine similarity below which a mutual match is dropped.
+    Returns:
+        :class:`Matches` in pixel coordinates of each image.
+    """
+    hq, wq, _ = query_features.shape
+    hr, wr, _ = render_features.shape
+    fq = torch.nn.functional.normalize(query_features.reshape(hq * wq, -1).float(), dim=-1)
+    fr = torch.nn.functional.normalize(render_features.reshape(hr * wr, -1).float(), dim=-1)
+    sim = fq @ fr.T
+    best_r = sim.argmax(1)
+    best_q = sim.argmax(0)
+    q_idx = torch.arange(hq * wq)
+    keep = (best_q[best_r] == q_idx) & (sim[q_idx, best_r] >= min_similarity)
+    q_idx, r_idx = q_idx[keep].numpy(), best_r[keep].numpy()
+
+    def centres(idx: np.ndarray, h: int, w: int, size: tuple[int, int]) -> np.ndarray:
+        rows, cols = idx // w, idx % w
+        return np.stack([(cols + 0.5) * size[1] / w, (rows + 0.5) * size[0] / h], axis=-1).astype(np.float64)
+
+    return Matches(centres(q_idx, hq, wq, query_size), centres(r_idx, hr, wr, render_size))
