@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{m['median_rot_deg']:9.3f} {m['median_trans_cm']:8.2f} {m['returned_rate']:9.3f} "
                       f"{m['seconds_per_image']:7.2f}")
     print(json.dumps(result["fit"]))
+    print(json.dumps(result["summary"]))
     return 0
 
 

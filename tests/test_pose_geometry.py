@@ -112,3 +112,17 @@ def test_colour_affine_and_interest_weights():
     assert float(w.sum()) == pytest.approx(1.0, abs=1e-6)
     assert float(w[:, 3:5].sum()) == pytest.approx(0.8 + 0.2 * 2 / 8, abs=1e-5)  # edge columns get the 80 %
     assert float(w[0, 0]) == pytest.approx(0.2 / 64, abs=1e-7)
+
+
+def test_thumbnail_correlation_ignores_exposure_and_ranks_the_same_view_first():
+    from semfield.pose.photometric import thumbnail, thumbnail_candidates
+
+    gen = torch.Generator().manual_seed(0)
+    views = torch.rand(5, 24, 32, 3, generator=gen)
+    bank = torch.stack([thumbnail(v, (6, 8)) for v in views])
+    assert bank.shape == (5, 3 * 6 * 8) and torch.allclose(bank.norm(dim=1), torch.ones(5))
+    darker = 0.5 * views[3] + 0.1  # another exposure: a gain and an offset per channel
+    photo = thumbnail(darker, (6, 8))
+    assert float(photo @ bank[3]) > 0.999
+    assert thumbnail_candidates(bank, photo, 2)[0] == 3
+    assert float(thumbnail(torch.full((8, 8, 3), 0.3), (4, 4)).norm()) == 0.0  # flat image: zero vector

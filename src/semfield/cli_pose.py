@@ -22,10 +22,12 @@ def _fmt_row(row) -> str:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--no-refine", is_flag=True, help="Stop after PnP (skip the photometric refinement).")
 @click.option("--refit", is_flag=True, help="Refit the cached coarse model in RUN/pose/.")
+@click.option("--bank-views", type=click.IntRange(min=8), default=None,
+              help="Views rendered for the coarse model's bank (default 384; another count refits the cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pose, stage timings and inlier count as JSON.")
 @click.option("--no-progress", is_flag=True)
 def locate_cmd(run_dir: Path, photo_path: Path, intrinsics, out_dir: Path, no_refine: bool, refit: bool,
-               as_json: bool, no_progress: bool) -> None:
+               bank_views: int | None, as_json: bool, no_progress: bool) -> None:
     """Find the camera pose of PHOTO in RUN's scene, with no initial guess.
 
     Coarse pose from DINOv2 descriptors (a per-scene regressor and retrieval over views rendered from the
@@ -42,6 +44,7 @@ def locate_cmd(run_dir: Path, photo_path: Path, intrinsics, out_dir: Path, no_re
     """
     import torch
 
+    from .pose.bank import BankSettings
     from .pose.fit import coarse_model_for_run, descriptor_teacher
     from .pose.locate import LocateOptions, locate_photo
     from .pose.outputs import parse_intrinsics, write_locate_outputs
@@ -63,17 +66,19 @@ def locate_cmd(run_dir: Path, photo_path: Path, intrinsics, out_dir: Path, no_re
             raise SemfieldError(f"photo is {W}x{H} but the scene's camera is {intr.width}x{intr.height}; resize it "
                                 "or give its camera with --intrinsics fx,fy,cx,cy", photo_path)
     teacher = descriptor_teacher()
-    model = coarse_model_for_run(run, scene, teacher, progress=not no_progress, refit=refit)
+    bank = BankSettings() if bank_views is None else BankSettings(n_rendered=bank_views)
+    model = coarse_model_for_run(run, scene, teacher, bank=bank, progress=not no_progress, refit=refit)
     opts = LocateOptions(use_refine=not no_refine)
     result = locate_photo(run.field, model, teacher, photo, intr, opts)
     files = write_locate_outputs(out_dir, photo_path, photo, intr, result, run.field, opts.render)
     if as_json:
         click.echo(json.dumps({"photo": str(photo_path), "c2w": result.c2w.tolist(), "seconds": result.seconds,
-                               "inliers": result.inliers, "pnp_ok": result.pnp_ok, "chosen": result.chosen,
+                               "inliers": result.inliers, "pnp_ok": result.pnp_ok, "method": result.method,
+                               "chosen": result.chosen,
                                "fit_seconds": model.meta["fit_seconds"], "files": files}, indent=2))
         return
     click.echo(f"camera-to-world pose of {photo_path.name} (OpenCV axes; {result.inliers} PnP inliers"
-               f"{'' if result.pnp_ok else ', PnP failed: coarse pose refined'}, {result.seconds['total']:.1f} s):")
+               f"{'' if result.method == 'pnp' else ', photometric search'}, {result.seconds['total']:.1f} s):")
     for row in result.c2w:
         click.echo(_fmt_row(row))
     click.echo(f"  written to {Path(out_dir).absolute()}: {', '.join(files)}")

@@ -2,7 +2,8 @@
 
 The field makes its own training data for coarse localisation: poses are drawn near the training cameras
 (an orbit-like jitter about the point the capture looks at), rendered small, and described by the teacher.
-The training photos themselves, at their known poses, join the bank.
+The training photos themselves, at their known poses, join the bank. Every view keeps its descriptors and a
+colour thumbnail (:func:`semfield.pose.photometric.thumbnail`) for picture-to-picture comparison.
 
 Pose sampling (:func:`sample_bank_poses`) is pure; :func:`build_view_bank` does the rendering.
 """
@@ -22,6 +23,7 @@ from ..scene.convention import look_at
 from ..scene.types import Frame, Intrinsics
 from .descriptors import describe_image, resize_image
 from .geometry import closest_point_to_axes, rotation_about_axis
+from .photometric import thumbnail, thumbnail_size
 
 __all__ = ["BankSettings", "ViewBank", "build_view_bank", "capture_up", "sample_bank_poses"]
 
@@ -30,7 +32,8 @@ __all__ = ["BankSettings", "ViewBank", "build_view_bank", "capture_up", "sample_
 class BankSettings:
     """How the bank is made. Angles in degrees; ``radius_sigma`` is a log-normal spread of the distance to
     the look-at point; ``target_sigma`` a fraction of the median distance; ``size`` the renders' long side
-    in pixels; ``render_step_voxels`` the renders' sample spacing (coarser than evaluation: small renders)."""
+    in pixels; ``render_step_voxels`` the renders' sample spacing (coarser than evaluation: small renders);
+    ``thumb`` the thumbnails' long side in pixels."""
 
     n_rendered: int = 384
     azimuth_sigma: float = 12.0
@@ -41,6 +44,7 @@ class BankSettings:
     size: int = 64
     grid: int = 4
     render_step_voxels: float = 3.0
+    thumb: int = 16
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -49,12 +53,14 @@ class BankSettings:
 
 @dataclass
 class ViewBank:
-    """``c2w [B, 4, 4]``, ``global_vecs [B, 2D]``, ``layout_vecs [B, g² D]``, ``rendered [B]`` bool
-    (False: a training photo)."""
+    """``c2w [B, 4, 4]``, ``global_vecs [B, 2D]``, ``layout_vecs [B, g² D]``, ``thumbs [B, 3 h w]`` (unit
+    thumbnails of ``thumb_size = (h, w)``), ``rendered [B]`` bool (False: a training photo)."""
 
     c2w: torch.Tensor
     global_vecs: torch.Tensor
     layout_vecs: torch.Tensor
+    thumbs: torch.Tensor
+    thumb_size: tuple[int, int]
     rendered: torch.Tensor
 
     def __len__(self) -> int:
@@ -142,7 +148,8 @@ def build_view_bank(fld: GridField, teacher, train_frames: list[Frame], train_im
     intr = bank_intrinsics(train_frames[0].intrinsics, settings.size)
     opts = RenderOptions(step_voxels=settings.render_step_voxels, max_samples=384)
     device = next(iter(fld.sparse_grids().values())).values.device
-    g_vecs, l_vecs = [], []
+    t_size = thumbnail_size(train_frames[0].intrinsics, settings.thumb)
+    g_vecs, l_vecs, thumbs = [], [], []
     items = [("render", p) for p in poses] + [("photo", img) for img in train_images]
     for kind, item in tqdm(items, desc="pose bank", unit="view", disable=not progress):
         if kind == "render":
@@ -154,7 +161,9 @@ def build_view_bank(fld: GridField, teacher, train_frames: list[Frame], train_im
         d = describe_image(teacher, img, settings.size, settings.grid)
         g_vecs.append(d.global_vec)
         l_vecs.append(d.layout_vec)
+        thumbs.append(thumbnail(img, t_size))
     all_c2w = np.concatenate([poses, train_c2w]) if len(train_c2w) else poses
     rendered = torch.cat([torch.ones(len(poses), dtype=torch.bool), torch.zeros(len(train_c2w), dtype=torch.bool)])
     return ViewBank(c2w=torch.as_tensor(all_c2w, dtype=torch.float64), global_vecs=torch.stack(g_vecs),
-                    layout_vecs=torch.stack(l_vecs), rendered=rendered)
+                    layout_vecs=torch.stack(l_vecs), thumbs=torch.stack(thumbs), thumb_size=t_size,
+                    rendered=rendered)

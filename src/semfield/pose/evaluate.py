@@ -17,6 +17,7 @@ from ..eval.pose import pose_metrics
 from ..run import Run
 from ..scene.images import load_rgb
 from ..scene.types import Frame, Scene
+from .bank import BankSettings
 from .fit import coarse_model_for_run, descriptor_teacher
 from .geometry import closest_point_to_axes, perturb_pose
 from .locate import LocateOptions, LocateResult, locate_photo
@@ -26,6 +27,7 @@ from .robustness import VARIANTS
 __all__ = [
     "BASELINE_PERTURBATIONS",
     "INERF_REFINE",
+    "SUMMARY_KEYS",
     "evaluate_views",
     "inerf_baseline",
     "metres_per_unit",
@@ -80,6 +82,7 @@ def _stage_figures(gt: np.ndarray, results: list[LocateResult], mpu: float) -> d
         m["seconds_per_image"] = _median([sum(r.seconds[k] for k in seconds_of[name]) for r in results])
         out[name] = m
     out["pnp_ok_rate"] = float(np.mean([r.pnp_ok for r in results])) if results else float("nan")
+    out["photometric_rate"] = float(np.mean([r.method == "photometric" for r in results])) if results else float("nan")
     out["inliers_median"] = _median([r.inliers for r in results])
     out["chosen"] = [r.chosen for r in results]
     return out
@@ -112,9 +115,15 @@ def inerf_baseline(run: Run, scene: Scene, frames: list[Frame], perturbations=BA
     return out
 
 
+SUMMARY_KEYS = ("success_5deg_5cm", "success_2deg_2cm", "median_rot_deg", "median_trans_cm", "seconds_per_image",
+                "returned_rate")
+"""The full method's figures repeated under ``summary`` by :func:`evaluate_views`."""
+
+
 def evaluate_views(run: Run, scene: Scene, frames: list[Frame], opts: LocateOptions | None = None,
                    teacher=None, baseline: bool = True, variants: Sequence[str] = tuple(VARIANTS),
-                   progress: bool = False, keep_results: bool = False) -> dict[str, Any]:
+                   progress: bool = False, keep_results: bool = False,
+                   bank: BankSettings | None = None) -> dict[str, Any]:
     """Locate every frame's photo with no initial guess and score each stage; optionally the iNeRF baseline
     and robustness variants.
 
@@ -126,15 +135,17 @@ def evaluate_views(run: Run, scene: Scene, frames: list[Frame], opts: LocateOpti
         baseline: also run :func:`inerf_baseline`.
         variants: names in :data:`semfield.pose.robustness.VARIANTS` to locate perturbed photos with.
         keep_results: include the :class:`LocateResult` objects under ``"results"`` (not JSON-ready).
+        bank: view-bank settings of the coarse model (default :class:`BankSettings`; fitted once, cached).
     Returns:
         dict: ``fit`` (bank size and fit seconds), ``stages`` (``coarse_regression``, ``coarse_retrieval``,
         ``coarse_pnp``, ``full``: each :func:`pose_metrics` + ``seconds_per_image``; ``pnp_ok_rate``,
-        ``inliers_median``), ``baseline`` (when asked), ``robustness`` (``full`` metrics per variant),
+        ``photometric_rate``, ``inliers_median``), ``summary`` (the ``full`` stage's :data:`SUMMARY_KEYS`),
+        ``baseline`` (when asked), ``robustness`` (``full`` metrics per variant),
         ``metres_per_unit``.
     """
     opts = opts or LocateOptions()
     teacher = teacher or descriptor_teacher()
-    model = coarse_model_for_run(run, scene, teacher, progress=progress)
+    model = coarse_model_for_run(run, scene, teacher, bank=bank, progress=progress)
     mpu = metres_per_unit(scene)
     gt = np.stack([f.c2w for f in frames])
     results = []
@@ -146,6 +157,7 @@ def evaluate_views(run: Run, scene: Scene, frames: list[Frame], opts: LocateOpti
                 "regressor_fit": model.meta["regressor_fit"]},
         "stages": _stage_figures(gt, results, mpu),
     }
+    out["summary"] = {k: out["stages"]["full"][k] for k in SUMMARY_KEYS}
     if keep_results:
         out["results"] = results
     if variants:

@@ -1,16 +1,21 @@
-"""Locate a photo in a trained run with no initial guess: coarse (regression or retrieval), PnP, refinement.
+"""Locate a photo in a trained run with no initial guess: coarse (regression, retrieval), PnP, refinement.
 
-1. Coarse. The photo's DINOv2 descriptors give two candidate kinds: (a) the regressor's pose, (b) the poses
-   of the ``retrieval_k`` bank views whose layout descriptors are most similar (cosine).
+1. Coarse. Three candidate kinds: (a) the regressor's pose (from the photo's DINOv2 descriptors), (b) the
+   poses of the ``retrieval_k`` bank views whose layout descriptors are most similar (cosine), (c) the
+   ``thumbnail_k`` bank views whose colour thumbnails correlate best with the photo.
 2. PnP. Each candidate is rendered (RGB + depth, ``select_size`` pixels on the long side); DINOv2 patch
    features of photo and render are matched (mutual nearest neighbours, robust to a render 10–20° off),
    the render's patch centres lifted to 3D with its depth, PnP-RANSAC; the candidate with the most inliers
-   wins. Then ``pnp_rounds`` render → SIFT match → PnP rounds at ``match_size`` make it precise.
-3. Refinement. Photometric gradient descent on the pose through the differentiable renderer
+   wins. Then up to ``pnp_rounds`` render → SIFT match → PnP rounds at ``match_size`` make it precise
+   (they stop once the pose stops moving).
+3. Photometric search, when PnP failed or has fewer than ``trusted_inliers`` inliers (small photos, a blurry
+   field): every candidate is moved by a short large-step photometric refinement and scored by the
+   correlation of its render with the photo (:mod:`semfield.pose.photometric`); the best hypothesis
+   replaces the PnP pose if it scores higher.
+4. Refinement. Photometric gradient descent on the pose through the differentiable renderer
    (:mod:`semfield.pose.refine`).
 
-If no PnP round succeeds, refinement starts from the best retrieval candidate and the result says so
-(``pnp_ok`` False).
+The result says which path won (``method``: ``pnp`` or ``photometric``) and whether PnP succeeded.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ from ..scene.types import Intrinsics
 from .descriptors import describe_image
 from .geometry import backproject
 from .matching import Matches, dense_feature_matches, sift_matches
+from .photometric import (
+    SEARCH_REFINE,
+    SETTLE_REFINE,
+    photometric_search,
+    render_score,
+    thumbnail,
+    thumbnail_candidates,
+)
 from .pnp import PnPResult, solve_pnp
 from .refine import RefineOptions, refine_pose_photometric
 from .store import CoarseModel
@@ -38,17 +51,30 @@ __all__ = ["LocateOptions", "LocateResult", "coarse_candidates", "locate_photo",
 
 @dataclass
 class LocateOptions:
-    """Settings of :func:`locate_photo`. Sizes are long sides in pixels (capped at the photo's)."""
+    """Settings of :func:`locate_photo`. Sizes are long sides in pixels (capped at the photo's).
+
+    ``retrieval_k`` / ``thumbnail_k``: bank views taken by descriptor / thumbnail similarity as candidates;
+    ``trusted_inliers``: a PnP pose with fewer inliers competes with the photometric search (by render score);
+    ``converged_deg`` / ``converged_frac``: a SIFT round that moves the pose less than this (rotation, and
+    translation as a fraction of the distance to the scene) ends the rounds.
+    """
 
     retrieval_k: int = 4
+    thumbnail_k: int = 3
     select_size: int = 96
     match_size: int = 192
     pnp_rounds: int = 3
     reprojection_px: float = 2.0
     dense_reprojection_patches: float = 0.75
     min_inliers: int = 10
+    trusted_inliers: int = 15
+    converged_deg: float = 0.2
+    converged_frac: float = 0.003
     depth_edge_ratio: float = 0.03
+    score_size: int = 32
     render: RenderOptions = field(default_factory=lambda: RenderOptions(step_voxels=1.5, max_samples=384))
+    search: RefineOptions = field(default_factory=lambda: SEARCH_REFINE)
+    settle: RefineOptions = field(default_factory=lambda: SETTLE_REFINE)
     refine: RefineOptions = field(default_factory=RefineOptions)
     use_refine: bool = True
 
@@ -60,17 +86,20 @@ class LocateResult:
     Attributes:
         c2w: ``[4, 4]`` final camera-to-world pose.
         stages: pose after each stage: ``regression``, ``retrieval`` (top-1), ``pnp`` (None if PnP failed),
-            ``refined`` (None if refinement was off).
+            ``photometric`` (the best search hypothesis; None if the search did not run), ``refined`` (None
+            if refinement was off).
         inliers: PnP inliers of the last successful round (0 if none).
         pnp_ok: whether any PnP round succeeded.
-        chosen: which candidate PnP kept (``regression`` or ``retrieval:i``).
-        seconds: wall time per stage (``describe``, ``coarse``, ``pnp``, ``refine``, ``total``).
+        method: which path gave the refinement's start: ``pnp`` or ``photometric``.
+        chosen: the candidate it came from (``regression``, ``retrieval:i`` or ``thumbnail:i``; empty if none).
+        seconds: wall time per stage (``describe``, ``coarse``, ``pnp``, ``search``, ``refine``, ``total``).
     """
 
     c2w: np.ndarray
     stages: dict[str, np.ndarray | None]
     inliers: int
     pnp_ok: bool
+    method: str
     chosen: str
     seconds: dict[str, float]
 
@@ -78,13 +107,22 @@ class LocateResult:
         def mat(m):
             return None if m is None else np.asarray(m).tolist()
 
-        return {"c2w": mat(self.c2w), "inliers": self.inliers, "pnp_ok": self.pnp_ok, "chosen": self.chosen,
+        return {"c2w": mat(self.c2w), "inliers": self.inliers, "pnp_ok": self.pnp_ok, "method": self.method,
+                "chosen": self.chosen,
                 "seconds": self.seconds, "stages": {k: mat(v) for k, v in self.stages.items()}}
 
 
 def coarse_candidates(model: CoarseModel, global_vec: torch.Tensor, layout_vec: torch.Tensor,
-                      k: int) -> list[tuple[str, np.ndarray]]:
-    """The regressor's pose and the top-``k`` retrieved bank poses: ``[(name, c2w [4, 4]), ...]``."""
+                      photo_thumb: torch.Tensor, k: int, k_thumb: int) -> list[tuple[str, np.ndarray]]:
+    """Candidate poses: the regressor's, the top-``k`` bank views by descriptor similarity, then the top
+    ``k_thumb`` by thumbnail correlation not already taken.
+
+    Args:
+        global_vec, layout_vec: the photo's descriptors (:func:`semfield.pose.descriptors.describe_image`).
+        photo_thumb: ``[3 h w]`` its thumbnail at the bank's ``thumb_size``.
+    Returns:
+        ``[(name, c2w [4, 4]), ...]``: ``regression``, ``retrieval:i``, ``thumbnail:i`` (i = rank).
+    """
     desc = torch.cat([global_vec, layout_vec])[None].float()
     with torch.no_grad():
         reg = model.regressor(desc)[0].double().numpy()
@@ -93,8 +131,10 @@ def coarse_candidates(model: CoarseModel, global_vec: torch.Tensor, layout_vec: 
     bank = torch.nn.functional.normalize(model.bank.layout_vecs.float() - mean, dim=1)
     sims = bank @ torch.nn.functional.normalize(layout_vec.float() - mean, dim=0)
     top = torch.topk(sims, min(k, sims.numel())).indices.tolist()
+    by_thumb = [j for j in thumbnail_candidates(model.bank.thumbs, photo_thumb, k_thumb + len(top)) if j not in top]
     out = [("regression", reg)]
     out += [(f"retrieval:{i}", model.bank.c2w[j].double().numpy()) for i, j in enumerate(top)]
+    out += [(f"thumbnail:{i}", model.bank.c2w[j].double().numpy()) for i, j in enumerate(by_thumb[:k_thumb])]
     return out
 
 
@@ -150,6 +190,40 @@ def render_and_pnp(fld: GridField, photo: np.ndarray, intr: Intrinsics, c2w: np.
     return result, matches
 
 
+def _moved_less_than(a: np.ndarray, b: np.ndarray, deg: float, dist: float) -> bool:
+    """Whether poses ``a`` and ``b`` (``[4, 4]``) differ by less than ``deg`` degrees and ``dist`` units."""
+    cos = (np.trace(a[:3, :3].T @ b[:3, :3]) - 1.0) / 2.0
+    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return bool(angle < deg and np.linalg.norm(a[:3, 3] - b[:3, 3]) < dist)
+
+
+def _pnp_stage(fld: GridField, teacher, photo: torch.Tensor, intr: Intrinsics,
+               candidates: list[tuple[str, np.ndarray]], scale: float,
+               opts: LocateOptions) -> tuple[np.ndarray | None, int, str]:
+    """Dense PnP from every candidate (most inliers wins), then SIFT rounds until the pose stops moving
+    (``scale``: the capture's radius, for the translation threshold): ``(c2w or None, inliers, name)``."""
+    photo_np = photo.float().cpu().numpy()
+    dense = (teacher, teacher.extract(photo.float().clamp(0, 1)).features)
+    best: tuple[PnPResult, str] | None = None
+    for name, c2w in candidates:
+        res, _ = render_and_pnp(fld, photo_np, intr, c2w, opts.select_size, opts, dense=dense)
+        if res.c2w is not None and (best is None or res.inliers > best[0].inliers):
+            best = (res, name)
+    if best is None:
+        return None, 0, ""
+    pose, inliers = best[0].c2w, best[0].inliers
+    for _ in range(opts.pnp_rounds):
+        res, _ = render_and_pnp(fld, photo_np, intr, pose, opts.match_size, opts)
+        if res.c2w is None:  # still too far off for SIFT: one more dense round, closer
+            res, _ = render_and_pnp(fld, photo_np, intr, pose, opts.select_size, opts, dense=dense)
+        if res.c2w is None:
+            break
+        previous, pose, inliers = pose, res.c2w, res.inliers
+        if _moved_less_than(previous, pose, opts.converged_deg, opts.converged_frac * scale):
+            break
+    return pose, inliers, best[1]
+
+
 def locate_photo(fld: GridField, model: CoarseModel, teacher, photo: torch.Tensor, intr: Intrinsics,
                  opts: LocateOptions | None = None, seed: int = 0) -> LocateResult:
     """Camera-to-world pose of ``photo`` in the field's world, with no initial guess.
@@ -175,36 +249,32 @@ def locate_photo(fld: GridField, model: CoarseModel, teacher, photo: torch.Tenso
     desc = describe_image(teacher, photo, int(settings["size"]), int(settings["grid"]))
     t1 = time.perf_counter()
     seconds["describe"] = t1 - t0
-    candidates = coarse_candidates(model, desc.global_vec, desc.layout_vec, opts.retrieval_k)
+    candidates = coarse_candidates(model, desc.global_vec, desc.layout_vec,
+                                   thumbnail(photo, model.bank.thumb_size), opts.retrieval_k, opts.thumbnail_k)
     t2 = time.perf_counter()
     seconds["coarse"] = t2 - t1
-    photo_np = photo.float().cpu().numpy()
-    dense = (teacher, teacher.extract(photo.float().clamp(0, 1)).features)
-    best: tuple[PnPResult, str] | None = None
-    for name, c2w in candidates:
-        res, _ = render_and_pnp(fld, photo_np, intr, c2w, opts.select_size, opts, dense=dense)
-        if res.c2w is not None and (best is None or res.inliers > best[0].inliers):
-            best = (res, name)
-    pnp_pose, inliers, chosen = None, 0, "retrieval:0"
-    if best is not None:
-        pnp_pose, inliers, chosen = best[0].c2w, best[0].inliers, best[1]
-        for _ in range(opts.pnp_rounds):
-            res, _ = render_and_pnp(fld, photo_np, intr, pnp_pose, opts.match_size, opts)
-            if res.c2w is None:  # still too far off for SIFT: one more dense round, closer
-                res, _ = render_and_pnp(fld, photo_np, intr, pnp_pose, opts.select_size, opts, dense=dense)
-            if res.c2w is None:
-                break
-            pnp_pose, inliers = res.c2w, res.inliers
+    scale = float(model.regressor.scale)
+    pnp_pose, inliers, chosen = _pnp_stage(fld, teacher, photo, intr, candidates, scale, opts)
     t3 = time.perf_counter()
     seconds["pnp"] = t3 - t2
     stages: dict[str, np.ndarray | None] = {"regression": candidates[0][1], "retrieval": candidates[1][1],
-                                            "pnp": pnp_pose, "refined": None}
-    start = pnp_pose if pnp_pose is not None else candidates[1][1]
+                                            "pnp": pnp_pose, "photometric": None, "refined": None}
+    start, method = pnp_pose, "pnp"
+    if pnp_pose is None or inliers < opts.trusted_inliers:
+        hypotheses = photometric_search(fld, photo, intr, candidates, opts.score_size, opts.search, seed=seed)
+        stages["photometric"] = hypotheses[0].c2w
+        if pnp_pose is None or hypotheses[0].score > render_score(fld, photo, intr, pnp_pose, opts.score_size,
+                                                                  opts.search.render):
+            start, method, chosen = hypotheses[0].c2w, "photometric", hypotheses[0].name
+            # the search's few steps leave a hypothesis degrees off: settle it before the fine refinement
+            start, _ = refine_pose_photometric(fld, photo, intr, start, opts.settle, seed=seed)
+    t4 = time.perf_counter()
+    seconds["search"] = t4 - t3
     final = start
     if opts.use_refine:
         final, _ = refine_pose_photometric(fld, photo, intr, start, opts.refine, seed=seed)
         stages["refined"] = final
-    seconds["refine"] = time.perf_counter() - t3
+    seconds["refine"] = time.perf_counter() - t4
     seconds["total"] = time.perf_counter() - t0
-    return LocateResult(c2w=final, stages=stages, inliers=inliers, pnp_ok=pnp_pose is not None, chosen=chosen,
-                        seconds=seconds)
+    return LocateResult(c2w=final, stages=stages, inliers=inliers, pnp_ok=pnp_pose is not None, method=method,
+                        chosen=chosen, seconds=seconds)

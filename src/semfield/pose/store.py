@@ -1,6 +1,6 @@
 """The fitted coarse model of a run, cached in ``RUN/pose/``: the view bank and the pose regressor.
 
-``RUN/pose/coarse.safetensors`` holds the tensors (bank poses and descriptors, regressor weights) and
+``RUN/pose/coarse.safetensors`` holds the tensors (bank poses, descriptors and thumbnails, regressor weights) and
 ``RUN/pose/coarse.json`` what they were fitted for: the run's checkpoint iteration, the teacher's settings,
 the bank and regressor settings, and the fit timings. A cache whose key differs from the current one (the
 run was trained further, other settings) is refitted, never reused.
@@ -26,7 +26,7 @@ __all__ = ["POSE_DIR", "CoarseModel", "load_coarse_model", "save_coarse_model"]
 POSE_DIR = "pose"
 TENSORS = "coarse.safetensors"
 META = "coarse.json"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
@@ -42,11 +42,12 @@ def save_coarse_model(run_dir: str | Path, model: CoarseModel) -> Path:
     """Write ``RUN/pose/coarse.{safetensors,json}`` atomically (tensors first, then the JSON that names them)."""
     folder = Path(run_dir) / POSE_DIR
     tensors = {"bank.c2w": model.bank.c2w, "bank.global": model.bank.global_vecs,
-               "bank.layout": model.bank.layout_vecs, "bank.rendered": model.bank.rendered.to(torch.uint8)}
+               "bank.layout": model.bank.layout_vecs, "bank.thumbs": model.bank.thumbs,
+               "bank.rendered": model.bank.rendered.to(torch.uint8)}
     tensors.update({f"regressor.{k}": v for k, v in regressor_state(model.regressor).items()})
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     atomic_write(folder / TENSORS, lambda tmp: save_file(tensors, str(tmp)))
-    atomic_write_json(folder / META, {"format": FORMAT, **model.meta})
+    atomic_write_json(folder / META, {"format": FORMAT, **model.meta, "thumb_size": list(model.bank.thumb_size)})
     return folder
 
 
@@ -64,11 +65,15 @@ def load_coarse_model(run_dir: str | Path, key: dict[str, Any]) -> CoarseModel |
         return None
     try:
         t = load_file(str(folder / TENSORS))
+        thumbs = t["bank.thumbs"]
+        size = tuple(int(v) for v in meta["thumb_size"])
+        if thumbs.shape[1] != 3 * size[0] * size[1]:
+            raise ValueError("thumbnail size")
         bank = ViewBank(c2w=t["bank.c2w"], global_vecs=t["bank.global"], layout_vecs=t["bank.layout"],
-                        rendered=t["bank.rendered"].bool())
+                        thumbs=thumbs, thumb_size=(size[0], size[1]), rendered=t["bank.rendered"].bool())
         reg = regressor_from_state({k[len("regressor."):]: v for k, v in t.items() if k.startswith("regressor.")},
                                    hidden=int(meta["regressor"]["hidden"]))
-    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise SemfieldError(f"corrupt pose cache ({type(exc).__name__}); delete the folder to refit it",
                             folder / TENSORS) from None
     return CoarseModel(bank=bank, regressor=reg, meta=meta)
