@@ -261,7 +261,7 @@ def demo_cmd(out: Path, preset: str, seed: int, iterations, no_progress: bool) -
 
 
 # Modules that define more verbs, each as a list ``COMMANDS`` of click commands.
-VERB_MODULES = ("cli_query", "cli_eval", "cli_pose")
+VERB_MODULES = ("cli_query", "cli_eval", "cli_pose", "cli_panoptic")
 
 
 def _add_verbs() -> None:

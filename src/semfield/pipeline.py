@@ -30,6 +30,7 @@ from .train.config import TrainConfig
 from .train.distill import prepare_teachers
 from .train.features import FeatureTargets
 from .train.evaluate import evaluate_views
+from .train.instance import prepare_instance
 from .train.trainer import Trainer
 
 # A demo step runs after training on the demo's run: ``step(run, scene, out_dir) -> dict`` whose result is
@@ -70,10 +71,12 @@ def _checkpoint_iteration(run_dir: Path) -> int:
 
 
 def prepare_training(scene_path: str | Path, run_dir: str | Path, config: TrainConfig, progress: bool = True
-                     ) -> tuple[Scene, TrainConfig, dict[str, FeatureTargets], bool]:
-    """Check everything before training writes anything, and get the teachers' features ready (cached).
+                     ) -> tuple[Scene, TrainConfig, dict[str, FeatureTargets], bool, list | None]:
+    """Check everything before training writes anything, and get the teachers' features and the instance
+    masks ready (cached).
 
-    Returns ``(scene, config, feature_targets, resuming)``: the config has a field head per teacher.
+    Returns ``(scene, config, feature_targets, resuming, instance_segments)``: the config has a field head per
+    teacher (and the ``instance`` head when ``config.instance`` is set; ``instance_segments`` is None without).
     """
     scene = load_scene(Path(scene_path).absolute())
     check_scene_files(scene, load_images=True)  # full decode: a corrupt image fails now, not mid-run
@@ -83,8 +86,9 @@ def prepare_training(scene_path: str | Path, run_dir: str | Path, config: TrainC
         raise SemfieldError(f"device {config.device!r} asked for but no CUDA GPU is available")
     check_output_dir(run_dir)  # before the (maybe slow) feature extraction; it writes only to the cache
     config, targets = prepare_teachers(scene, config, progress=progress)
+    config, segments = prepare_instance(scene, config, progress=progress)
     resuming = check_resumable(run_dir, config)
-    return scene, config, targets, resuming
+    return scene, config, targets, resuming, segments
 
 
 def train_and_evaluate(scene_path: str | Path, run_dir: str | Path, config: TrainConfig,
@@ -95,9 +99,10 @@ def train_and_evaluate(scene_path: str | Path, run_dir: str | Path, config: Trai
     Returns the metrics written (see README: "Layout of a run folder").
     """
     run_dir = Path(run_dir).absolute()
-    scene, config, targets, resuming = prepare_training(scene_path, run_dir, config, progress=progress)
+    scene, config, targets, resuming, segments = prepare_training(scene_path, run_dir, config, progress=progress)
     start_iteration = _checkpoint_iteration(run_dir) if resuming else 0
-    trained = Trainer(scene, run_dir, config, feature_targets=targets).train(progress=progress)
+    trained = Trainer(scene, run_dir, config, feature_targets=targets,
+                      instance_segments=segments).train(progress=progress)
     run = load_run(run_dir, device=config.device)
     test = scene.split("test")
     start = time.perf_counter()

@@ -42,6 +42,9 @@ class TrainConfig:
     # teacher trains the field head of the same name (field.heads, filled from the teacher's width).
     teachers: dict[str, dict] = dc_field(default_factory=dict)
     feature_rays: int = 1024  # rays per iteration that also carry the teachers' features
+    # Instance field (panoptic): None, or InstanceSettings as a dict ({"masks": {"kind": "simulated"}, ...},
+    # see semfield.train.instance); trains the field head "instance" with a contrastive loss on 2D masks.
+    instance: dict | None = None
     feature_weight: float = 1.0
     feature_start: float = 0.0  # fraction of the schedule before the heads train (geometry first)
     max_seconds: float | None = None

@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import RayBank
 from .features import FeatureTargets, feature_loss
+from .instance import INSTANCE_HEAD, InstanceMasks, InstanceSettings, init_instance_head
 
 
 def peak_rss_mb() -> float:
@@ -55,10 +56,19 @@ class Trainer:
     """
 
     def __init__(self, scene: Scene, run_dir: str | Path, config: TrainConfig,
-                 feature_targets: dict[str, FeatureTargets] | None = None):
+                 feature_targets: dict[str, FeatureTargets] | None = None,
+                 instance_segments: list[np.ndarray] | None = None):
         self.scene, self.run_dir, self.config = scene, Path(run_dir), config
         self.feature_targets = feature_targets or {}
-        missing = sorted(set(config.field.heads) - set(self.feature_targets))
+        # Instance masks of the training views (see .instance), when config.instance asks for the head.
+        self.instance_settings = InstanceSettings.from_dict(config.instance) if config.instance is not None else None
+        if self.instance_settings is not None and instance_segments is None:
+            raise SemfieldError("the config asks for an instance head but no instance masks were given")
+        self.instance_segments = instance_segments
+        self.instance_masks: InstanceMasks | None = None
+        self.last_instance_loss: float | None = None
+        missing = sorted(set(config.field.heads) - set(self.feature_targets)
+                         - ({INSTANCE_HEAD} if self.instance_settings is not None else set()))
         if missing:
             raise SemfieldError(f"no teacher features for the field head(s) {', '.join(missing)}")
         if config.threads:
@@ -90,6 +100,8 @@ class Trainer:
         for name, targets in self.feature_targets.items():
             if cfg.field.heads[name].centre:
                 fld.set_head_mean(name, targets.mean)
+        if self.instance_settings is not None:
+            init_instance_head(fld.heads[INSTANCE_HEAD].values, cfg.seed)
         self._set_lrs(0)
         self.optimizer = torch.optim.Adam(fld.parameters(), lr=cfg.lr_mlp, eps=1e-15)
 
@@ -144,6 +156,8 @@ class Trainer:
         resumed = self.resume_or_start()  # checks the saved settings before they are overwritten
         atomic_write_json(self.run_dir / "config.json", {"scene": str(self.scene.source), "train": cfg.to_dict()})
         bank = RayBank(self.scene.split("train"), self.device)
+        if self.instance_settings is not None:
+            self.instance_masks = InstanceMasks(self.instance_segments, bank, self.instance_settings)
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc="train",
                    unit="it", dynamic_ncols=True)
         psnr_ema = None
@@ -188,13 +202,29 @@ class Trainer:
         self._set_lrs(self.iteration)
         sel = bank.sample(cfg.batch_rays, self.generator)
         heads = tuple(fld.config.heads) if self.iteration >= cfg.feature_start * cfg.iterations else ()
+        head_rays = cfg.feature_rays
+        contrast = None
+        if self.instance_masks is not None and INSTANCE_HEAD in heads:
+            # The contrastive pixels lead the batch, so that the heads are rendered for them.
+            rays, group, view = contrast = self.instance_masks.sample(self.generator)
+            sel = torch.cat([rays, sel[rays.shape[0]:]])
+            head_rays = max(head_rays, rays.shape[0])
         opts = replace(cfg.render, heads=heads)
         out = render_rays(fld, bank.origins[sel], bank.dirs[sel], bank.z_per_t[sel], opts, stratified=True,
-                          generator=self.generator, head_rays=cfg.feature_rays, centred_heads=True)
+                          generator=self.generator, head_rays=head_rays, centred_heads=True)
         loss = torch.mean((out["rgb"] - bank.rgb[sel]) ** 2)
         self.last_samples = out["samples"]
         photometric = float(loss.detach())
-        for name in heads:
+        if contrast is not None:
+            from ..panoptic.contrastive import instance_contrastive_loss
+
+            rays, group, view = contrast
+            inst = instance_contrastive_loss(out[INSTANCE_HEAD][: rays.shape[0]], group, view,
+                                             self.instance_settings.temperature,
+                                             pull_weight=self.instance_settings.pull_weight)
+            self.last_instance_loss = float(inst.detach())
+            loss = loss + self.instance_settings.weight * inst
+        for name in (h for h in heads if h in self.feature_targets):
             hs = sel[: out[name].shape[0]]
             targets = self.feature_targets[name]
             target = targets.sample(bank.image_index[hs], bank.pixel[hs]) - fld.head_mean(name)
