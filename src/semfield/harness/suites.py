@@ -13,6 +13,11 @@ from typing import Any
 from ..errors import SemfieldError
 
 TEACHERS = {"label": {"kind": "label"}, "dinov2": {"kind": "dinov2"}}
+# The instance head (panoptic) learns from the generated scene's instance masks, permuted per view and
+# degraded like SAM's ("simulated masks", see semfield.panoptic.masks_simulated).
+INSTANCE = {"masks": {"kind": "simulated"}}
+# The quick suite locates 3 of each scene's 8 test views with a smaller pose bank (time: see the report).
+QUICK_EVAL = ("--pose-views", "3", "--pose-bank", "128")
 
 
 @dataclass(frozen=True)
@@ -29,12 +34,14 @@ class SceneSpec:
 
 @dataclass(frozen=True)
 class Suite:
-    """Scenes plus the training settings (a TrainConfig dict, dotted keys allowed) every scene uses."""
+    """Scenes plus the training settings (a TrainConfig dict, dotted keys allowed) every scene uses, and the
+    options of its ``semfield eval`` (e.g. how many test views pose estimation locates)."""
 
     name: str
     scenes: tuple[SceneSpec, ...]
     train: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    eval_args: tuple[str, ...] = ()
 
 
 SUITES: dict[str, Suite] = {
@@ -44,16 +51,21 @@ SUITES: dict[str, Suite] = {
         # within 60 iterations): checks that the runner works end to end in about a minute, measures nothing.
         {"iterations": 60, "batch_rays": 1024, "feature_rays": 256, "render.background": "random",
          "eval_render.max_samples": 128, "eval_render.step_voxels": 1.5,
-         "teachers": {"label": {"kind": "label"}, "dinov2": {"kind": "dinov2", "input_size": 224}}},
-        "tiny scene, 60 iterations: a smoke test of the runner, not a benchmark"),
+         "teachers": {"label": {"kind": "label"}, "dinov2": {"kind": "dinov2", "input_size": 224}},
+         "instance": INSTANCE},
+        "tiny scene, 60 iterations: a smoke test of the runner, not a benchmark",
+        ("--pose-views", "1", "--pose-bank", "32")),
     "quick": Suite(
         "quick", tuple(SceneSpec("default", s) for s in (0, 1, 2)),
-        {"iterations": 360, "teachers": TEACHERS},
-        "3 default scenes (seeds 0-2), 360 iterations with the label and DINOv2 teachers"),
+        {"iterations": 360, "teachers": TEACHERS, "instance": INSTANCE},
+        "3 default scenes (seeds 0-2), 360 iterations with the label and DINOv2 teachers and an instance head "
+        "(simulated masks); pose on 3 test views per scene",
+        QUICK_EVAL),
     "full": Suite(
         "full", tuple(SceneSpec("default", s) for s in range(6)) + (SceneSpec("room", 0), SceneSpec("room", 1)),
-        {"iterations": 360, "teachers": TEACHERS},
-        "6 default scenes (seeds 0-5) and 2 room scenes, 360 iterations with the label and DINOv2 teachers"),
+        {"iterations": 360, "teachers": TEACHERS, "instance": INSTANCE},
+        "6 default scenes (seeds 0-5) and 2 room scenes, 360 iterations with the label and DINOv2 teachers and "
+        "an instance head (simulated masks)"),
 }
 
 
