@@ -221,7 +221,9 @@ def test_ctrl_c_saves_and_resumes(scene, tmp_path):
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "semfield.cli", "train", str(scene), "--out", str(run_dir), "--iterations",
             "150", *TINY, "--set", "checkpoint_every=2"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # A shell starting pytest in the background ignores SIGINT, and children inherit that: restore it.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (run_dir / "checkpoint.json").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
