@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from semfield.atomic import atomic_write_json
     from semfield.export.pictures import error_map, save_picture, side_by_side, stack_rows
     from semfield.field.renderer import render_image
-    from semfield.machine import cpu_model
+    from semfield.machine import machine_info
     from semfield.pose.evaluate import evaluate_views
     from semfield.pose.locate import LocateOptions
     from semfield.pose.robustness import VARIANTS
@@ -75,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         save_picture(args.out / "pose_views.png", stack_rows(rows))
     result["per_view"] = [{"name": f.name, **r.to_json()} for f, r in zip(frames, located)]
-    result["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
-                         "python": platform.python_version(), "torch": torch.__version__}
+    result["machine"] = machine_info()  # torch_threads: --threads
     result["command"] = " ".join(["python", *sys.argv])
     result["views"] = args.views
     result["wall_seconds"] = time.perf_counter() - start

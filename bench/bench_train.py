@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import shlex
 import shutil
@@ -66,33 +65,11 @@ def build_config(train_seed: int, budget: float, sets: list[str]):
     return apply_overrides(TrainConfig(), overrides)
 
 
-def _mem_total_mb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def machine_info() -> dict[str, Any]:
-    import torch
+    """The machine facts every results.json records (:func:`semfield.machine.machine_info`)."""
+    from semfield.machine import machine_info as info
 
-    from semfield.machine import cpu_model
-
-    info: dict[str, Any] = {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "ram_mb": _mem_total_mb(), "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "gpu": None,
-    }
-    try:
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return info()
 
 
 def cpu_busy_fraction(seconds: float = 1.0) -> float | None:

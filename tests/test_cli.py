@@ -221,9 +221,13 @@ def test_ctrl_c_saves_and_resumes(scene, tmp_path):
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "semfield.cli", "train", str(scene), "--out", str(run_dir), "--iterations",
             "150", *TINY, "--set", "checkpoint_every=2"]
-    # A shell starting pytest in the background ignores SIGINT, and children inherit that: restore it.
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # A shell starting pytest in the background ignores SIGINT and a child inherits "ignored" (a handler
+    # is reset to the default on exec): give this process a handler while the child starts.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 60
     while not (run_dir / "checkpoint.json").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-
-def _split_list(value: str | None) -> list[str]:
-    return [p.strip() for p in (value or "").split(",") if p.strip()]
+from .cli_query import split_list
 
 
 @click.command("panoptic")
@@ -56,7 +54,7 @@ def panoptic_cmd(run_dir: Path, labels, stuff, views, min_cluster_size, max_poin
     check_output_dir(out_dir)
     run = load_run(run_dir)
     scene = load_run_scene(run)
-    names, stuff_names = _split_list(labels), _split_list(stuff)
+    names, stuff_names = split_list(labels), split_list(stuff)
     if not names:
         if not scene.ground_truth:
             raise click.UsageError("--labels is needed (the scene has no class list)")

@@ -14,7 +14,8 @@ NUM = r"\d+(?:\.\d+)?"
 EXEMPLAR = re.compile(rf"^(?P<view>.+)@(?P<coords>{NUM}(?:,{NUM}){{1,3}})$")
 
 
-def _split_list(value: str | None) -> list[str]:
+def split_list(value: str | None) -> list[str]:
+    """Comma-separated option value -> its non-empty, stripped items (also used by the panoptic verb)."""
     return [p.strip() for p in (value or "").split(",") if p.strip()]
 
 
@@ -94,7 +95,7 @@ def query_cmd(run_dir: Path, phrases, negatives, only_negatives, exemplar, exemp
     elif exemplar_image is not None:
         result = engine.exemplar_image(crop, head=head, label=exemplar_image.name)
     else:
-        result = engine.text(list(phrases), _split_list(negatives), replace_negatives=only_negatives, head=head)
+        result = engine.text(list(phrases), split_list(negatives), replace_negatives=only_negatives, head=head)
     summary = write_query(engine, result, _views(engine, views), out_dir)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -124,7 +125,7 @@ def segment_cmd(run_dir: Path, labels, views, head, out_dir, no_progress) -> Non
     from .query.outputs import write_segmentation
     from .run import check_output_dir
 
-    names = _split_list(labels)
+    names = split_list(labels)
     if not names:
         raise click.UsageError("--labels needs at least one label")
     check_output_dir(out_dir)
@@ -155,7 +156,7 @@ def export_cmd(run_dir: Path, ply_path: Path, phrases, labels, features_head, no
     check_output_dir(Path(ply_path).absolute().parent)
     engine = _engine(run_dir, progress=not no_progress)
     result = engine.text(list(phrases)) if phrases else None
-    info = export_cloud(engine, ply_path, result=result, labels=_split_list(labels), features=features_head)
+    info = export_cloud(engine, ply_path, result=result, labels=split_list(labels), features=features_head)
     extra = f" with {', '.join(info['properties'])}" if info["properties"] else ""
     click.echo(f"wrote {info['points']} points{extra} to {info['path']}")
 

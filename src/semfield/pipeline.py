@@ -7,9 +7,6 @@ before it writes anything, so a bad input leaves no output behind.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +16,7 @@ import torch
 
 from .atomic import atomic_write_json, atomic_write_text
 from .errors import SemfieldError
-from .machine import cpu_model
+from .machine import machine_info, peak_rss_mb
 from .run import METRICS_FILE, Run, check_output_dir, check_resumable, load_run
 from .scene.load import load_scene
 from .scene.types import Scene
@@ -47,20 +44,6 @@ SUMMARY_FIGURES = (("psnr_test", "PSNR (dB)", "{:.2f}"), ("ssim_test", "SSIM", "
                    ("depth_abs_rel_fg_test", "depth abs-rel, table + objects", "{:.3f}"),
                    ("depth_rmse_test", "depth RMSE (m)", "{:.3f}"), ("train_seconds", "training time (s)", "{:.1f}"),
                    ("iterations", "iterations", "{}"), ("peak_rss_mb", "peak memory (MiB)", "{:.0f}"))
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def machine_info(device: str) -> dict[str, Any]:
-    """CPU model, core count, torch version and the device the run used."""
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "device": device,
-            "python": platform.python_version(), "threads": torch.get_num_threads()}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
 
 
 def _checkpoint_iteration(run_dir: Path) -> int:

@@ -129,7 +129,7 @@ def panoptic_quality(
         raise SemfieldError(
             f"panoptic_quality: inputs differ in size ({pc.size}, {pi.size}, {gc.size}, {gi.size} pixels)"
         )
-    stuff = np.asarray(sorted(set(int(c) for c in stuff_classes)), dtype=np.int64)
+    stuff = np.asarray(sorted({int(c) for c in stuff_classes}), dtype=np.int64)
     pi = np.where(np.isin(pc, stuff), 0, pi)
     gi = np.where(np.isin(gc, stuff), 0, gi)
     gt_void = gc == void_label

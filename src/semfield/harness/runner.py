@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -23,31 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import SemfieldError
-from ..machine import cpu_model
+from ..machine import machine_info
 from ..settings import apply_overrides
 from ..train.config import TrainConfig
 from .report import render_report
 from .suites import SceneSpec, Suite, get_suite
 from .summary import SUMMARY_KEYS, mean_summary
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, memory, torch version, GPU (if any)."""
-    info: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-                            "python": platform.python_version(), "platform": platform.platform(), "gpu": None}
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        info["ram_mb"] = pages * size / 2**20
-    except (ValueError, OSError, AttributeError):
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def _semfield_argv() -> list[str]:

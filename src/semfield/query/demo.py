@@ -69,6 +69,6 @@ def demo_queries(run: Run, scene: Scene, out_dir: Path) -> dict[str, Any]:
         step["ply"] = "queries/scene_labels.ply"
     step["pictures"] = pictures
     step["table"] = ["| query | 3D point | score | inside the object's 3D box |", "|---|---|---|---|", *rows,
-                     "", f"{hits} of {len(objects)} objects located in 3D by name; surface bake "
-                     f"{bake_seconds:.1f} s; median query {step['query_ms_median'] or 0:.0f} ms."]
+                     "", (f"{hits} of {len(objects)} objects located in 3D by name; surface bake "
+                          f"{bake_seconds:.1f} s; median query {step['query_ms_median'] or 0:.0f} ms.")]
     return step

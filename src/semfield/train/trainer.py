@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..atomic import atomic_write_json
 from ..errors import SemfieldError
 from ..field.grid_field import GridField, final_voxel_size
 from ..field.renderer import render_rays
+from ..machine import peak_rss_mb
 from ..render.composite import distortion_loss, near_opacity
 from ..scene.bounds import pixel_footprint, scene_bounds
 from ..scene.types import Scene
@@ -25,11 +25,6 @@ from .config import TrainConfig
 from .data import RayBank
 from .features import FeatureTargets, feature_loss
 from .instance import INSTANCE_HEAD, InstanceMasks, InstanceSettings, init_instance_head
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def voxel_factor_at(config: TrainConfig, iteration: int) -> float:
