@@ -42,6 +42,11 @@ class TrainConfig:
     # teacher trains the field head of the same name (field.heads, filled from the teacher's width).
     teachers: dict[str, dict] = dc_field(default_factory=dict)
     feature_rays: int = 1024  # rays per iteration that also carry the teachers' features
+    # Fraction of those drawn segment-balanced (a segment of a view uniformly, then a pixel in it; segments:
+    # the instance masks if there is an instance head, else `feature_clusters` k-means clusters of the
+    # teachers' own features), so that small objects are learnt as well as the floor (semfield.train.balanced).
+    feature_balance: float = 0.5
+    feature_clusters: int = 16
     # Instance field (panoptic): None, or InstanceSettings as a dict ({"masks": {"kind": "simulated"}, ...},
     # see semfield.train.instance); trains the field head "instance" with a contrastive loss on 2D masks.
     instance: dict | None = None

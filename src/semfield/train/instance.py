@@ -22,6 +22,7 @@ from ..errors import SemfieldError
 from ..field.grid_field import HeadConfig
 from ..scene.images import load_rgb
 from ..scene.types import Scene
+from .balanced import group_rays
 from .data import RayBank
 
 INSTANCE_HEAD = "instance"  # the field head the contrastive loss trains
@@ -84,34 +85,9 @@ class InstanceMasks:
     """
 
     def __init__(self, segments: list[np.ndarray], bank: RayBank, settings: InstanceSettings):
-        if len(segments) != int(bank.image_index.max()) + 1:
-            raise ValueError(f"{len(segments)} mask maps for {int(bank.image_index.max()) + 1} training views")
         self.settings = settings
-        device = bank.rgb.device
-        widths = torch.tensor([s.shape[1] for s in segments])
-        offsets = torch.cumsum(torch.tensor([0] + [s.size for s in segments]), 0)
-        idx = bank.image_index.long().cpu()
-        pix = bank.pixel.cpu().floor().long()
-        flat = offsets[idx] + pix[:, 1] * widths[idx] + pix[:, 0]
-        ray_of_pixel = torch.full((int(offsets[-1]),), -1, dtype=torch.long)
-        ray_of_pixel[flat] = torch.arange(idx.shape[0])
-        rays, group_start, group_size, view_groups = [], [], [], []
-        n_rays = 0
-        for k, seg in enumerate(segments):
-            seg_t = torch.as_tensor(np.asarray(seg).reshape(-1), dtype=torch.long)
-            r = ray_of_pixel[offsets[k]:offsets[k + 1]]
-            keep = (seg_t >= 0) & (r >= 0)
-            order = torch.argsort(seg_t[keep], stable=True)
-            ids, counts = torch.unique_consecutive(seg_t[keep][order], return_counts=True)
-            rays.append(r[keep][order])
-            starts = n_rays + torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), counts[:-1]]), 0)
-            view_groups.append((len(group_size), len(group_size) + len(ids)))
-            group_start += starts.tolist()
-            group_size += counts.tolist()
-            n_rays += int(counts.sum())
-        self.rays = torch.cat(rays).to(device)  # masked rays, grouped by (view, segment)
-        self.group_start = torch.tensor(group_start, dtype=torch.long, device=device)
-        self.group_size = torch.tensor(group_size, dtype=torch.long, device=device)
+        self.rays, self.group_start, self.group_size, view_groups = group_rays(segments, bank)
+        device = self.rays.device
         self.views = [k for k, (a, b) in enumerate(view_groups) if b - a >= 2]
         if not self.views:
             raise SemfieldError("no training view has two or more instance masks: nothing to contrast")

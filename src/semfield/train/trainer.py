@@ -20,6 +20,7 @@ from ..machine import peak_rss_mb
 from ..render.composite import distortion_loss, near_opacity
 from ..scene.bounds import pixel_footprint, scene_bounds
 from ..scene.types import Scene
+from .balanced import BalancedRays, teacher_segments
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import RayBank
@@ -61,11 +62,15 @@ class Trainer:
             raise SemfieldError("the config asks for an instance head but no instance masks were given")
         self.instance_segments = instance_segments
         self.instance_masks: InstanceMasks | None = None
+        self.balanced: BalancedRays | None = None  # segment-balanced feature rays (without an instance head)
         self.last_instance_loss: float | None = None
         missing = sorted(set(config.field.heads) - set(self.feature_targets)
                          - ({INSTANCE_HEAD} if self.instance_settings is not None else set()))
         if missing:
             raise SemfieldError(f"no teacher features for the field head(s) {', '.join(missing)}")
+        if not 0.0 <= config.feature_balance <= 1.0 or config.feature_clusters < 2:
+            raise SemfieldError(f"feature_balance must lie in [0, 1] and feature_clusters be >= 2 (got "
+                                f"{config.feature_balance}, {config.feature_clusters})")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = torch.device(config.device)
@@ -153,6 +158,12 @@ class Trainer:
         bank = RayBank(self.scene.split("train"), self.device)
         if self.instance_settings is not None:
             self.instance_masks = InstanceMasks(self.instance_segments, bank, self.instance_settings)
+        elif self.feature_targets and cfg.feature_balance > 0:
+            frames = self.scene.split("train")
+            segments = teacher_segments(list(self.feature_targets.values()), bank,
+                                        [(f.intrinsics.width, f.intrinsics.height) for f in frames],
+                                        clusters=cfg.feature_clusters, seed=cfg.seed)
+            self.balanced = BalancedRays(segments, bank)
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc="train",
                    unit="it", dynamic_ncols=True)
         psnr_ema = None
@@ -204,6 +215,9 @@ class Trainer:
             rays, group, view = contrast = self.instance_masks.sample(self.generator)
             sel = torch.cat([rays, sel[rays.shape[0]:]])
             head_rays = max(head_rays, rays.shape[0])
+        elif self.balanced is not None and heads:
+            rays = self.balanced.sample(round(cfg.feature_balance * head_rays), self.generator)
+            sel = torch.cat([rays, sel[rays.shape[0]:]])
         opts = replace(cfg.render, heads=heads)
         out = render_rays(fld, bank.origins[sel], bank.dirs[sel], bank.z_per_t[sel], opts, stratified=True,
                           generator=self.generator, head_rays=head_rays, centred_heads=True)
