@@ -131,3 +131,24 @@ def test_exemplar_box_and_crop_queries_answer_on_the_surface(engine):
         engine.exemplar_image(crop, head="label")  # the simulated teacher reads ground truth, not pixels
     with pytest.raises(SemfieldError, match="outside"):
         engine.exemplar_box(frame, (500, 500, 600, 600), head="label")
+
+
+def test_heatmaps_match_the_decoded_features_and_new_poses_are_not_kept(engine):
+    """The engine scores views in factored form (semfield.query.factored): the heatmap equals LERF relevancy
+    on the decoded head features; a pose that is not one of the scene's views is rendered but not baked."""
+    from semfield.harness.latency import shifted_view
+    from semfield.query.bake import _view_file, head_features
+    from semfield.query.relevancy import lerf_relevancy
+
+    result = engine.text([engine.scene.ground_truth["objects"][0]["name"]])
+    views_dir = engine.bake.dir / "views"
+    for frame in (engine.scene.split("test")[1], shifted_view(engine.scene.split("test")[1])):
+        before = set(views_dir.glob("*")) if views_dir.exists() else set()
+        heat = engine.heatmap(result, frame)
+        points, hit = engine.bake.view_surface(frame, persist=False)
+        feats = head_features(engine.run.field, result.head, points.reshape(-1, 3)).view(*hit.shape, -1)
+        expected = lerf_relevancy(feats, result.positives, result.negatives, reduce="max")
+        torch.testing.assert_close(heat, torch.where(hit, expected, torch.zeros_like(expected)), atol=1e-4, rtol=0)
+        shifted = "#shift" in frame.name
+        assert _view_file(engine.bake.dir, frame).exists() != shifted
+        assert not shifted or set(views_dir.glob("*")) == before

@@ -551,6 +551,19 @@ def test_render_image_shapes():
     torch.testing.assert_close(img["depth"].reshape(-1), ref["depth"], atol=1e-5, rtol=0)
 
 
+def test_depth_only_render_matches_the_full_one():
+    fld = make_field({"feat": HeadConfig(dim=5)})
+    _set_smooth(fld)
+    intr = Intrinsics(width=4, height=3, fx=4.0, fy=4.0, cx=2.0, cy=1.5)
+    c2w = torch.tensor(look_at([0.9, -0.8, 0.5], [0.0, 0.0, 0.0]), dtype=torch.float32)
+    opts = ropts(heads=("feat",))
+    full = render_image(fld, c2w, intr, opts)
+    depth_only = render_image(fld, c2w, intr, opts, colour=False)
+    assert float(full["rgb"].abs().sum()) > 0 and float(depth_only["rgb"].abs().sum()) == 0.0
+    for key in ("depth", "median_depth", "acc", "feat"):
+        torch.testing.assert_close(depth_only[key], full[key], atol=0, rtol=0)
+
+
 def test_heads_composite_latents_like_decoding_every_sample():
     """Reference check: decoding the composited latent equals compositing per-sample decoded features
     (the decoder is affine), and ``head_rays`` renders heads for the first rays only."""

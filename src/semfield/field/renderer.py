@@ -65,7 +65,7 @@ def sample_steps(near: torch.Tensor, far: torch.Tensor, step: float, max_samples
 
 def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per_t: torch.Tensor,
                 opts: RenderOptions, stratified: bool = False, generator: torch.Generator | None = None,
-                head_rays: int | None = None, centred_heads: bool = False):
+                head_rays: int | None = None, centred_heads: bool = False, colour: bool = True):
     """Volume-render rays.
 
     Args:
@@ -75,6 +75,7 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         stratified: jitter samples (training).
         head_rays: render the heads for the first ``head_rays`` rays only (default: all).
         centred_heads: leave the teachers' mean features out of the heads (what training compares).
+        colour: False skips the colour MLP (``rgb`` is then zero): depth-only renders, e.g. of a query's view.
     Returns:
         dict with ``rgb [R, 3]``, ``depth [R]`` (planar, camera z), ``distance [R]`` (along the ray),
         ``median_depth [R]``, ``median_distance [R]`` (where the accumulated weight reaches 1/2),
@@ -122,19 +123,22 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
     # tiny alpha keeps its colour, or it could never grow into a surface.
     colour_sub = (alpha.detach().reshape(-1)[seen] > opts.min_alpha).nonzero().squeeze(1)
     keep = seen[colour_sub]
-    rgb_s = fld.rgb(idx[colour_sub], w[colour_sub], dirs[keep // S])
-    rgb_all = torch.zeros(R * S, 3, device=origins.device, dtype=rgb_s.dtype).index_copy(0, keep, rgb_s)
-    rgb = torch.einsum("rs,rsc->rc", weights, rgb_all.view(R, S, 3))
     acc = weights.sum(dim=-1)
-    if opts.background == "boundary":
-        far_pts = origins + dirs * (far - 1e-4)[:, None]
-        fidx, fw, _ = fld.corners(far_pts)
-        rgb = rgb + t_final[:, None] * fld.rgb(fidx, fw, dirs)
-    elif opts.background == "random":
-        bg = torch.rand(R, 3, device=origins.device, dtype=rgb.dtype, generator=generator)
-        rgb = rgb + t_final[:, None] * bg
+    if not colour:
+        rgb = torch.zeros(R, 3, device=origins.device, dtype=weights.dtype)
     else:
-        rgb = rgb + t_final[:, None] * float(opts.background)
+        rgb_s = fld.rgb(idx[colour_sub], w[colour_sub], dirs[keep // S])
+        rgb_all = torch.zeros(R * S, 3, device=origins.device, dtype=rgb_s.dtype).index_copy(0, keep, rgb_s)
+        rgb = torch.einsum("rs,rsc->rc", weights, rgb_all.view(R, S, 3))
+        if opts.background == "boundary":
+            far_pts = origins + dirs * (far - 1e-4)[:, None]
+            fidx, fw, _ = fld.corners(far_pts)
+            rgb = rgb + t_final[:, None] * fld.rgb(fidx, fw, dirs)
+        elif opts.background == "random":
+            bg = torch.rand(R, 3, device=origins.device, dtype=rgb.dtype, generator=generator)
+            rgb = rgb + t_final[:, None] * bg
+        else:
+            rgb = rgb + t_final[:, None] * float(opts.background)
     distance = expected_depth(weights, t, far)
     median = median_depth(weights.detach(), t, far)
     out = {"rgb": rgb, "depth": distance * z_per_t, "distance": distance, "acc": acc,
@@ -163,18 +167,20 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
 
 
 @torch.no_grad()
-def render_image(fld: GridField, c2w: torch.Tensor, intr, opts: RenderOptions, chunk: int = 8192):
+def render_image(fld: GridField, c2w: torch.Tensor, intr, opts: RenderOptions, chunk: int = 8192,
+                 colour: bool = True):
     """Render a whole image: dict of ``[H, W, C]`` (``rgb``, heads) and ``[H, W]`` (``depth``, ``acc``).
 
     ``chunk`` rays at a time: with 768 samples per ray (evaluation settings) a chunk's per-sample tensors
-    take ~350 MB at 8192 rays, which is what sets a training process's peak memory.
+    take ~350 MB at 8192 rays, which is what sets a training process's peak memory. ``colour``: see
+    :func:`render_rays`.
     """
     from ..render.rays import image_rays
 
     origins, dirs, zpt = image_rays(c2w, intr)
     parts: dict[str, list[torch.Tensor]] = {}
     for s in range(0, origins.shape[0], chunk):
-        out = render_rays(fld, origins[s:s + chunk], dirs[s:s + chunk], zpt[s:s + chunk], opts)
+        out = render_rays(fld, origins[s:s + chunk], dirs[s:s + chunk], zpt[s:s + chunk], opts, colour=colour)
         for k in ("rgb", "depth", "median_depth", "acc", *opts.heads):
             parts.setdefault(k, []).append(out[k])
     H, W = intr.height, intr.width

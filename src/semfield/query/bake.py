@@ -8,7 +8,8 @@ feature lookup per pixel.
 
 Layout (``RUN/bake/``, safetensors + JSON, written atomically)::
 
-    bake.json                  {"iteration", "stride", "voxel", "depth", "n_points", "seconds", "heads"}
+    bake.json                  {"iteration", "stride", "voxel", "depth", "step_voxels", "max_samples",
+                                "n_points", "seconds", "heads"}
     cloud.safetensors          points [N, 3], rgb [N, 3], feat.<head> [N, D] (float16)
     views/<view>.safetensors   distance [H, W] (along the ray), acc [H, W]
 
@@ -123,7 +124,8 @@ class Bake:
             return False
         meta = read_json(meta_path, "bake metadata")
         expected = {"iteration": self.iteration, "depth": DEPTH_RULE, "stride": self.stride,
-                    "heads": sorted(self.field.config.heads)}
+                    "heads": sorted(self.field.config.heads), "step_voxels": self.opts.step_voxels,
+                    "max_samples": self.opts.max_samples}
         return isinstance(meta, dict) and all(meta.get(k) == v for k, v in expected.items())
 
     def cloud(self, frames: list[Frame], progress: bool = False) -> SurfaceCloud:
@@ -163,30 +165,32 @@ class Bake:
         atomic_write(self.dir / "cloud.safetensors", lambda tmp: save_file(tensors, str(tmp)))
         atomic_write_json(self.dir / "bake.json", {
             "iteration": self.iteration, "stride": self.stride, "voxel": self.voxel, "depth": DEPTH_RULE,
+            "step_voxels": self.opts.step_voxels, "max_samples": self.opts.max_samples,
             "n_points": int(points.shape[0]), "seconds": self.seconds, "heads": sorted(self.field.config.heads)})
         # fp16 round trip, so a fresh bake answers exactly as a reloaded one
         return SurfaceCloud(points, rgb, {k: v.to(torch.float16).float() for k, v in feats.items()})
 
     @torch.no_grad()
-    def view_surface(self, frame: Frame) -> tuple[torch.Tensor, torch.Tensor]:
+    def view_surface(self, frame: Frame, persist: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel surface points ``[H, W, 3]`` and a hit mask ``[H, W]`` of one view (depth rendered once and
-        kept on disk, then in memory for the engine's lifetime)."""
+        kept on disk unless ``persist`` is False, e.g. for a pose that is not one of the scene's views; then in
+        memory for the engine's lifetime)."""
         if frame.name in self._views:
             return self._views[frame.name]
         path = _view_file(self.dir, frame)
         c2w = torch.as_tensor(frame.c2w, dtype=torch.float32, device=self.field.device_)
         t = None
-        if path.exists() and self._meta_ok():
+        if persist and path.exists() and self._meta_ok():
             try:
                 t = load_file(str(path))
             except (SafetensorError, OSError):
                 t = None
         if t is None:
-            out = render_image(self.field, c2w, frame.intrinsics, self.opts)
+            out = render_image(self.field, c2w, frame.intrinsics, self.opts, colour=False)
             _, _, zpt = image_rays(c2w, frame.intrinsics)
             H, W = frame.intrinsics.height, frame.intrinsics.width
             t = {"distance": (out["median_depth"].reshape(-1) / zpt).view(H, W).cpu(), "acc": out["acc"].cpu()}
-            if self._meta_ok():  # views are kept only beside a current cloud
+            if persist and self._meta_ok():  # views are kept only beside a current cloud
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(path, lambda tmp: save_file(t, str(tmp)))
         origins, dirs, _ = image_rays(c2w, frame.intrinsics)

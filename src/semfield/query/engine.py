@@ -7,7 +7,8 @@ are cached, so a repeated phrase costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,26 @@ from ..run import Run
 from ..scene.types import Frame, Scene
 from ..teachers.registry import build_teacher
 from .bake import Bake, head_features
-from .localize import Localization, localize
-from .relevancy import exemplar_relevancy, lerf_relevancy, negative_phrases, scene_negatives, segment
+from .factored import FactoredFeatures
+from .localize import Localization, localize, point_spacing
+from .relevancy import (
+    labels_from_cosines,
+    negative_phrases,
+    relevancy_from_cosines,
+    scene_negatives,
+)
 
 TEXT_KINDS = ("label", "clip", "siglip")  # teacher kinds with a text tower
 CLOUD_PIXELS = 96  # rendered pixels on the short side of each view for the surface cloud
+# Depth renders of the bake (surface cloud, view depths, new viewpoints): the training renderer's step, not the
+# evaluation's finer one: a median depth needs no finer step, and a new view's map renders 2.6x faster.
+BAKE_STEP_VOXELS = 1.5
+BAKE_MAX_SAMPLES = 384
+VIEW_CACHE = 64  # (view, head) feature sets kept in memory (a 192² view of a 32-wide latent: 4.7 MB)
 # The best point is the most relevant surface point, as LERF's 2D protocol takes the most relevant pixel:
 # averaging the top few lets a better-learned look-alike elsewhere outvote a small object's own peak.
 LOCALIZE_TOP_K = 1
+LOCALIZE_RADIUS_FACTOR = 3.0  # localize()'s default: the object's points connect within 3 point spacings
 
 
 @dataclass
@@ -68,9 +81,14 @@ class QueryEngine:
         if stride is None:
             short = min(min(f.intrinsics.width, f.intrinsics.height) for f in scene.split("train") or scene.frames)
             stride = max(1, short // CLOUD_PIXELS)
-        self.bake = Bake(run.run_dir, run.field, run.iteration, run.config.eval_render, stride=stride)
+        opts = replace(run.config.eval_render, step_voxels=BAKE_STEP_VOXELS, max_samples=BAKE_MAX_SAMPLES)
+        self.bake = Bake(run.run_dir, run.field, run.iteration, opts, stride=stride)
         self._teachers: dict[str, Any] = {}
         self._phrases: dict[tuple[str, str], torch.Tensor] = {}
+        self._scene_views = {f.name for f in scene.frames}
+        self._cloud_feats: dict[str, FactoredFeatures] = {}
+        self._radius: float | None = None
+        self._view_feats: OrderedDict[tuple[str, str], FactoredFeatures] = OrderedDict()  # least recent first
 
     # ----- heads and text ------------------------------------------------------------------------------
     def check_head(self, head: str) -> None:
@@ -118,8 +136,19 @@ class QueryEngine:
     def cloud(self):
         return self.bake.cloud(self.scene.split("train"), progress=self.progress)
 
+    def cloud_cosines(self, head: str, table: torch.Tensor) -> torch.Tensor:
+        """Cosines ``[N, K]`` of the surface cloud's head features to the rows of ``table [K, D]`` (in factored
+        form, see :mod:`.factored`: the field's exact features, where ``cloud().features`` are float16)."""
+        feats = self._cloud_feats.get(head)
+        if feats is None:
+            feats = self._cloud_feats[head] = FactoredFeatures.from_field(self.run.field, head, self.cloud().points)
+        return feats.cosines(table)
+
     def _localize(self, relevancy: torch.Tensor) -> Localization:
-        return localize(self.cloud().points, relevancy, top_k=LOCALIZE_TOP_K)
+        points = self.cloud().points
+        if self._radius is None:  # the cloud's connection radius, as localize() would compute it every time
+            self._radius = LOCALIZE_RADIUS_FACTOR * point_spacing(points.numpy())
+        return localize(points, relevancy, top_k=LOCALIZE_TOP_K, radius=self._radius)
 
     def text(self, positives: list[str], negatives: list[str] = (), replace_negatives: bool = False,
              head: str | None = None) -> QueryResult:
@@ -127,17 +156,17 @@ class QueryEngine:
         head = self.text_head(head)
         pos = self.embed(head, list(positives))
         neg = self.embed(head, list(negative_phrases(negatives, replace=replace_negatives)))
-        cloud = self.cloud()
-        rel = lerf_relevancy(cloud.features[head], pos, neg, reduce="max")
+        cos = self.cloud_cosines(head, torch.cat([pos, neg]))
+        rel = relevancy_from_cosines(cos[:, : pos.shape[0]], cos[:, pos.shape[0]:], reduce="max")
         return QueryResult(" | ".join(positives), head, rel, self._localize(rel), pos, neg)
 
     def exemplar_feature(self, frame: Frame, box: tuple[float, float, float, float], head: str) -> torch.Tensor:
         """Mean head feature ``[D]`` of the surface seen by the pixels of ``box = (x0, y0, x1, y1)`` in ``frame``
         (pixel coordinates, x1/y1 exclusive; a clicked pixel is a small box around it)."""
         self.check_head(head)
-        points, hit = self.bake.view_surface(frame)
+        points, hit = self._view_surface(frame)
         H, W = hit.shape
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0, x1, y1 = (round(v) for v in box)
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
         if x0 >= x1 or y0 >= y1:
             raise SemfieldError(f"box {tuple(box)} lies outside the {W}x{H} view {frame.name!r}")
@@ -180,26 +209,42 @@ class QueryEngine:
         features of the scene itself, see :func:`.relevancy.scene_negatives`)."""
         cloud = self.cloud()
         neg = scene_negatives(cloud.features[head], feature)
-        rel = exemplar_relevancy(cloud.features[head], feature, negatives=neg)
+        cos = self.cloud_cosines(head, torch.cat([feature[None].to(neg), neg]))
+        rel = relevancy_from_cosines(cos[:, :1], cos[:, 1:])[:, 0]
         return QueryResult(label, head, rel, self._localize(rel), feature[None], neg)
 
     # ----- per-view maps --------------------------------------------------------------------------------
-    def view_features(self, frame: Frame, head: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Head features ``[H, W, D]`` at the surface seen by each pixel, and the hit mask ``[H, W]``."""
-        points, hit = self.bake.view_surface(frame)
-        H, W, _ = points.shape
-        feats = head_features(self.run.field, head, points.reshape(-1, 3))
-        return feats.view(H, W, -1), hit
+    def _view_surface(self, frame: Frame):
+        """The bake's surface of a view; only the scene's own views are kept on disk (an arbitrary pose is
+        rendered anew by every engine, so its latency and its answer never depend on an earlier run)."""
+        return self.bake.view_surface(frame, persist=frame.name in self._scene_views)
+
+    def view_cosines(self, frame: Frame, head: str, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosines ``[H, W, K]`` of the head features seen by each pixel to the rows of ``table [K, D]``, and the
+        hit mask ``[H, W]``. The view's features are kept in factored form (see :mod:`.factored`), so a
+        repeated view costs one small matrix product per query."""
+        points, hit = self._view_surface(frame)
+        key = (frame.name, head)
+        feats = self._view_feats.get(key)
+        if feats is None:
+            feats = FactoredFeatures.from_field(self.run.field, head, points.reshape(-1, 3))
+            self._view_feats[key] = feats
+            while len(self._view_feats) > VIEW_CACHE:
+                self._view_feats.popitem(last=False)
+        self._view_feats.move_to_end(key)
+        H, W = hit.shape
+        return feats.cosines(table).view(H, W, -1), hit
 
     def heatmap(self, result: QueryResult, frame: Frame) -> torch.Tensor:
         """Relevancy ``[H, W]`` of a query at a view (0 where the pixel sees no surface)."""
-        feats, hit = self.view_features(frame, result.head)
-        rel = lerf_relevancy(feats, result.positives, result.negatives, reduce="max")
+        n_pos = result.positives.shape[0]
+        cos, hit = self.view_cosines(frame, result.head, torch.cat([result.positives, result.negatives]))
+        rel = relevancy_from_cosines(cos[..., :n_pos], cos[..., n_pos:], reduce="max")
         return torch.where(hit, rel, torch.zeros_like(rel))
 
     def segment_view(self, frame: Frame, labels: list[str], head: str | None = None) -> np.ndarray:
         """Per-pixel index into ``labels`` ``[H, W]`` (argmax cosine; -1 where no surface is seen)."""
         head = self.text_head(head)
-        feats, hit = self.view_features(frame, head)
-        seg = segment(feats, self.embed(head, list(labels)))
+        cos, hit = self.view_cosines(frame, head, self.embed(head, list(labels)))
+        seg = labels_from_cosines(cos)
         return torch.where(hit, seg, torch.full_like(seg, -1)).numpy()

@@ -94,14 +94,26 @@ def lerf_relevancy(
     _check_table(negatives, d, "lerf_relevancy negatives")
     q = _unit(positives, "lerf_relevancy positives").to(phi)
     n = _unit(negatives, "lerf_relevancy negatives").to(phi)
-    pos = phi @ q.T  # [..., P]
-    neg = (phi @ n.T).amax(dim=-1, keepdim=True)  # [..., 1]
-    rel = torch.sigmoid(tau * (pos - neg))
-    if reduce is None:
-        return rel
-    if reduce == "max":
-        return rel.amax(dim=-1)
-    raise SemfieldError(f"lerf_relevancy: reduce must be None or 'max', got {reduce!r}")
+    return relevancy_from_cosines(phi @ q.T, phi @ n.T, tau=tau, reduce=reduce)
+
+
+def relevancy_from_cosines(pos: Tensor, neg: Tensor, tau: float = 10.0, reduce: str | None = None) -> Tensor:
+    """LERF relevancy from precomputed cosines: ``sigmoid(τ·(pos[..., p] − max_i neg[..., i]))``.
+
+    For features held in a factored form whose cosines are cheaper to get directly (see
+    :class:`semfield.query.factored.FactoredFeatures`); :func:`lerf_relevancy` is this on ``φ̂·q̂`` and ``φ̂·n̂``.
+
+    Args:
+        pos: ``[..., P]`` cosines to the positives; neg: ``[..., N]`` cosines to the negatives (N >= 1).
+        tau, reduce: as :func:`lerf_relevancy`.
+
+    Returns:
+        ``[..., P]``, or ``[...]`` with ``reduce="max"``.
+    """
+    if reduce not in (None, "max"):
+        raise SemfieldError(f"lerf_relevancy: reduce must be None or 'max', got {reduce!r}")
+    rel = torch.sigmoid(tau * (pos - neg.amax(dim=-1, keepdim=True)))
+    return rel if reduce is None else rel.amax(dim=-1)
 
 
 def scene_negatives(
@@ -140,18 +152,21 @@ def scene_negatives(
         raise SemfieldError(
             f"scene_negatives: need k >= 1 and 0 < quantile <= 1, got k={k}, quantile={quantile}"
         )
-    flat = _unit(features, "scene_negatives features").reshape(-1, features.shape[-1])
+    if not isinstance(features, Tensor):
+        raise SemfieldError("scene_negatives features: expected a floating-point torch tensor")
+    flat = features.reshape(-1, features.shape[-1])
     if flat.shape[0] == 0:
         raise SemfieldError("scene_negatives: the scene has no features")
+    if flat.shape[0] > max_candidates:  # subsample first: normalising every feature of a scene costs more
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(flat.shape[0], generator=gen)[:max_candidates].to(flat.device)
+        flat = flat[idx]
+    flat = _unit(flat, "scene_negatives features")
     e = _unit(exemplar, "scene_negatives exemplar").to(flat)
     if e.shape != (flat.shape[1],):
         raise SemfieldError(
             f"scene_negatives: exemplar must be [{flat.shape[1]}], got {tuple(exemplar.shape)}"
         )
-    if flat.shape[0] > max_candidates:
-        gen = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(flat.shape[0], generator=gen)[:max_candidates].to(flat.device)
-        flat = flat[idx]
     sim = flat @ e
     cut = torch.quantile(sim.double(), quantile).to(sim.dtype)
     pool = flat[sim <= cut]
@@ -224,7 +239,12 @@ def segment(features: Tensor, label_embeddings: Tensor, unknown_threshold: float
     """
     phi = _unit(features, "segment features")
     _check_table(label_embeddings, phi.shape[-1], "segment label_embeddings")
-    sim = phi @ _unit(label_embeddings, "segment label_embeddings").to(phi).T
+    return labels_from_cosines(phi @ _unit(label_embeddings, "segment label_embeddings").to(phi).T,
+                               unknown_threshold)
+
+
+def labels_from_cosines(sim: Tensor, unknown_threshold: float | None = None) -> Tensor:
+    """:func:`segment` from precomputed cosines ``sim [..., L]``: the argmax label (or -1 below the threshold)."""
     best, labels = sim.max(dim=-1)
     if unknown_threshold is not None:
         labels = torch.where(best < unknown_threshold, torch.full_like(labels, UNKNOWN), labels)
