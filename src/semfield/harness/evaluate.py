@@ -163,7 +163,7 @@ def field_depths(run: Run, frames: list[Frame], stride: int = FIELD_DEPTH_STRIDE
     for f in tqdm(frames, desc="field depth", unit="view", disable=not progress):
         intr = f.intrinsics.scaled(1.0 / stride) if stride > 1 else f.intrinsics
         c2w = torch.as_tensor(f.c2w, dtype=torch.float32, device=run.field.device_)
-        d = render_image(run.field, c2w, intr, opts)["median_depth"].cpu()
+        d = render_image(run.field, c2w, intr, opts, colour=False)["median_depth"].cpu()
         size = (f.intrinsics.height, f.intrinsics.width)
         depths.append(torch.nn.functional.interpolate(d[None, None], size=size, mode="nearest")[0, 0])
     return depths

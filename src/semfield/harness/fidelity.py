@@ -41,7 +41,7 @@ def head_fidelity(fld, eval_render, views: list[Frame], teacher_maps: dict[str, 
     geometric: dict[str, list] = {h: [] for h in heads}
     for k, frame in enumerate(views):
         c2w = torch.as_tensor(frame.c2w, dtype=torch.float32, device=fld.device_)
-        out = render_image(fld, c2w, frame.intrinsics, opts)
+        out = render_image(fld, c2w, frame.intrinsics, opts, colour=False)
         valid = (out["acc"] > MIN_ACC).cpu()
         for name, maps in teacher_maps.items():
             rendered = out[name.split(":")[0]].cpu()

@@ -35,7 +35,7 @@ def render_view(fld: GridField, frame: Frame, opts: RenderOptions, heads: tuple[
     """Render ``heads`` at a view (every ``stride``-th pixel per axis): ``{head: [h, w, D], "points": [h, w, 3]}``."""
     intr = frame.intrinsics.scaled(1.0 / stride) if stride > 1 else frame.intrinsics
     c2w = torch.as_tensor(frame.c2w, dtype=torch.float32, device=fld.device_)
-    out = render_image(fld, c2w, intr, replace(opts, heads=tuple(heads)))
+    out = render_image(fld, c2w, intr, replace(opts, heads=tuple(heads)), colour=False)
     origins, dirs, zpt = image_rays(c2w, intr)
     distance = out["median_depth"].reshape(-1) / zpt
     points = (origins + dirs * distance[:, None]).view(intr.height, intr.width, 3)
