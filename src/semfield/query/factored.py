@@ -38,7 +38,7 @@ class FactoredFeatures:
         """Head ``head``'s features at ``points [M, 3]`` (decoded once, chunked, only for their norms)."""
         dim = fld.config.heads[head].dim
         latents, norms = [], []
-        for p in points.split(chunk):
+        for p in points.to(fld.device_).split(chunk):
             lat = fld.head_latent(head, p)
             latents.append(lat)
             norms.append(fld.decode_head(head, lat).norm(dim=-1))

@@ -163,7 +163,10 @@ class Trainer:
             segments = teacher_segments(list(self.feature_targets.values()), bank,
                                         [(f.intrinsics.width, f.intrinsics.height) for f in frames],
                                         clusters=cfg.feature_clusters, seed=cfg.seed)
-            self.balanced = BalancedRays(segments, bank)
+            try:
+                self.balanced = BalancedRays(segments, bank)
+            except ValueError:  # no segment large enough (tiny images): every feature ray is drawn uniformly
+                self.balanced = None
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc="train",
                    unit="it", dynamic_ncols=True)
         psnr_ema = None
