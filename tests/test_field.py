@@ -535,12 +535,17 @@ def test_gradient_flows_to_ray_origins_and_directions():
             assert grad[0, k].item() == pytest.approx(fd.item(), rel=2e-2, abs=2e-3), (name, k)
 
 
-def test_render_image_shapes():
+def _small_image_scene():
+    """A smooth field with a 5-wide head, a 4 x 3 camera looking at it, and options rendering the head."""
     fld = make_field({"feat": HeadConfig(dim=5)})
     _set_smooth(fld)
     intr = Intrinsics(width=4, height=3, fx=4.0, fy=4.0, cx=2.0, cy=1.5)
     c2w = torch.tensor(look_at([0.9, -0.8, 0.5], [0.0, 0.0, 0.0]), dtype=torch.float32)
-    opts = ropts(heads=("feat",))
+    return fld, c2w, intr, ropts(heads=("feat",))
+
+
+def test_render_image_shapes():
+    fld, c2w, intr, opts = _small_image_scene()
     img = render_image(fld, c2w, intr, opts, chunk=5)  # chunks that do not divide the image
     assert img["rgb"].shape == (3, 4, 3) and img["feat"].shape == (3, 4, 5)
     assert img["depth"].shape == (3, 4) and img["acc"].shape == (3, 4)
@@ -552,11 +557,7 @@ def test_render_image_shapes():
 
 
 def test_depth_only_render_matches_the_full_one():
-    fld = make_field({"feat": HeadConfig(dim=5)})
-    _set_smooth(fld)
-    intr = Intrinsics(width=4, height=3, fx=4.0, fy=4.0, cx=2.0, cy=1.5)
-    c2w = torch.tensor(look_at([0.9, -0.8, 0.5], [0.0, 0.0, 0.0]), dtype=torch.float32)
-    opts = ropts(heads=("feat",))
+    fld, c2w, intr, opts = _small_image_scene()
     full = render_image(fld, c2w, intr, opts)
     depth_only = render_image(fld, c2w, intr, opts, colour=False)
     assert float(full["rgb"].abs().sum()) > 0 and float(depth_only["rgb"].abs().sum()) == 0.0

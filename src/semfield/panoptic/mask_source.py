@@ -28,7 +28,7 @@ from ..atomic import atomic_write
 from ..errors import SemfieldError
 from ..scene.images import load_uint
 from ..scene.types import Frame, Scene
-from ..teachers.cache import cache_key, default_cache_root
+from ..teachers.cache import cache_key, default_cache_root, read_cache_entry
 from .masks_dino import dino_segments
 from .masks_simulated import simulate_masks
 
@@ -133,19 +133,9 @@ def mask_file(cache_root: str | Path, kind: str, key: str) -> Path:
 
 
 def _load(path: Path, key: str, shape: tuple[int, int]) -> np.ndarray | None:
-    from safetensors import safe_open
-
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="np") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT or meta.get("key") != key:
-                return None
-            seg = f.get_tensor("segments")
-    except Exception:  # noqa: BLE001 - truncated / garbage files raise assorted errors: all are misses
-        return None
-    return seg.astype(np.int64) if seg.shape == shape else None
+    tensors = read_cache_entry(path, FORMAT, key, framework="np")
+    seg = None if tensors is None else tensors.get("segments")
+    return seg.astype(np.int64) if seg is not None and seg.shape == shape else None
 
 
 def masks_cached(source, images: Sequence[torch.Tensor], frames: Sequence[Frame] | None = None,

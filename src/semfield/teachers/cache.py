@@ -87,22 +87,29 @@ def save_output(path: Path, out: TeacherOutput, key: str) -> TeacherOutput:
     return TeacherOutput(tensors["features"].float(), None if glob is None else glob.float())
 
 
-def load_output(path: Path, key: str) -> TeacherOutput | None:
-    """The float32 output stored at ``path``, or None if it is missing, unreadable or not ``key``'s."""
+def read_cache_entry(path: Path, fmt: str, key: str, framework: str = "pt") -> dict | None:
+    """The tensors of a safetensors cache file written with metadata ``{"format": fmt, "key": key}``, or None
+    when it is missing, unreadable (truncated, garbage) or another format's or key's: all are cache misses."""
     from safetensors import safe_open
 
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework=framework) as f:
             meta = f.metadata() or {}
-            if meta.get("format") != FORMAT or meta.get("key") != key:
+            if meta.get("format") != fmt or meta.get("key") != key:
                 return None
-            names = set(f.keys())
-            features = f.get_tensor("features")
-            glob = f.get_tensor("global_embedding") if "global_embedding" in names else None
+            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - a safe_open handle, not a dict
     except Exception:  # noqa: BLE001 - truncated / garbage files raise assorted errors: all are misses
         return None
+
+
+def load_output(path: Path, key: str) -> TeacherOutput | None:
+    """The float32 output stored at ``path``, or None if it is missing, unreadable or not ``key``'s."""
+    tensors = read_cache_entry(path, FORMAT, key)
+    if tensors is None or "features" not in tensors:
+        return None
+    features, glob = tensors["features"], tensors.get("global_embedding")
     if features.dim() != 3 or (glob is not None and glob.dim() != 1):
         return None
     return TeacherOutput(features.float(), None if glob is None else glob.float())
