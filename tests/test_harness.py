@@ -106,13 +106,15 @@ def test_report_lists_every_figure_and_command():
               "machine": {"cpu": "cpu", "cores": 2, "torch": "2.x", "gpu": None},
               "scenes": [{"scene": "default-0", "summary": summary, "skipped": {"pose": "not built"},
                           "steps": {"train": {"command": "semfield train x", "wall_seconds": 10.0,
-                                              "peak_rss_mb": 100.0}}}]}
+                                              "peak_rss_mb": 100.0}},
+                          "eval_seconds": {"localization": 12.34, "pose": 5.0}}]}
     md = render_report(result)
     assert set(FIGURES) == set(SUMMARY_KEYS)
     for key in SUMMARY_KEYS:
         assert f"`{key}`" in md
     assert "| held-out PSNR (dB) (`psnr_test`) | 25.00 | 25.00 |" in md
     assert "`semfield train x`" in md and "- pose: not built" in md and "simulated teacher" in md
+    assert "| localization | 12.3 |" in md and "| pose | 5.0 |" in md  # eval time per task
 
 
 def _cli(*args) -> subprocess.CompletedProcess:

@@ -85,6 +85,12 @@ def render_report(result: dict[str, Any]) -> str:
         for step, info in s["steps"].items():
             lines.append(f"| {s['scene']} | {step} | `{info['command']}` | {info['wall_seconds']:.1f} | "
                          f"{info['peak_rss_mb']:.0f} |")
+    tasks = list(dict.fromkeys(t for s in scenes for t in s.get("eval_seconds", {})))
+    if tasks:
+        lines += ["", "Evaluation time per task (seconds, inside the eval step):", "",
+                  "| task | " + " | ".join(s["scene"] for s in scenes) + " |", "|---|" + "---|" * len(scenes)]
+        lines += [f"| {t} | " + " | ".join(fmt(s.get("eval_seconds", {}).get(t), "{:.1f}") for s in scenes) + " |"
+                  for t in tasks]
     skipped = {(task, reason) for s in scenes for task, reason in s.get("skipped", {}).items()}
     if skipped:
         lines += ["", "Tasks not run:", ""] + [f"- {task}: {reason}" for task, reason in sorted(skipped)]
