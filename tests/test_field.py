@@ -571,7 +571,7 @@ def test_heads_composite_latents_like_decoding_every_sample():
     fld = make_field({"lat": HeadConfig(dim=6, latent=3)})
     _randomise_mlp(fld)
     torch.manual_seed(2)
-    fld.density.values.normal_(mean=2.0)
+    fld.density.values.normal_(mean=-2.6 - fld.density_shift)  # softplus(N(-2.6, 1)): partly opaque rays
     fld.heads["lat"].values.normal_()
     torch.nn.init.normal_(fld.head_decoders["lat"].bias)
     fld.refresh_occupancy()

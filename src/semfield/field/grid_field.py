@@ -48,7 +48,7 @@ class FieldConfig:
     color_channels: int = 12
     color_hidden: int = 32
     sh_degree: int = 2
-    density_init_alpha: float = 0.01
+    density_init_alpha: float = 0.001
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -20,20 +20,26 @@ class TrainConfig:
 
     ``iterations`` is the schedule (deterministic for a seed); ``max_seconds`` optionally stops earlier.
     ``coarse_to_fine``: (fraction of iterations, voxel size as a multiple of the final one) stages.
-    ``occupancy_warmup``: fraction of the schedule before empty space is skipped. Space is pruned only
-    once carved below its initial density (``render.occupied_alpha`` < ``field.density_init_alpha``), so
-    none is needed by default; an initial density below the threshold needs one.
+    ``occupancy_warmup``: fraction of the schedule before empty space is skipped. The field starts as a
+    thin fog (``field.density_init_alpha``) below the skipping threshold (``render.occupied_alpha``): for
+    the warm-up every sample is rendered and surfaces grow out of it; afterwards space that never became
+    more opaque than the threshold is skipped. A denser start (0.01) leaves a fog that takes the colour of
+    what lies behind it and stays (the photometric loss has nothing against fog that matches what it
+    hides), and new views see it smeared over other surfaces.
+    ``lr_density``: the density grid's Adam rate (the colour grid has ``lr_grid``): a surface's raw density
+    climbs ~10 from the thin start, and at 0.1 per step a fog of many faint voxels fits the pixels first.
     """
 
     seed: int = 0
-    iterations: int = 500
+    iterations: int = 560
     batch_rays: int = 4096
     lr_grid: float = 0.1
+    lr_density: float = 0.3
     lr_mlp: float = 2e-3
     lr_final_factor: float = 0.1
     coarse_to_fine: list[tuple[float, float]] = dc_field(default_factory=lambda: [(0.0, 4.0), (0.2, 2.0), (0.45, 1.0)])
     occupancy_every: int = 16
-    occupancy_warmup: float = 0.0
+    occupancy_warmup: float = 0.2
     distortion_weight: float = 0.01
     opacity_weight: float = 0.0  # penalise rays reaching the box wall; 0.1 helped tiny, hurt default
     near_weight: float = 0.1  # penalise opacity in front of the training cameras (FreeNeRF occlusion loss)

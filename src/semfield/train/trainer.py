@@ -108,7 +108,8 @@ class Trainer:
     def _set_lrs(self, iteration: int) -> None:
         f = lr_factor_at(self.config, iteration)
         for name, grid in self.field.sparse_grids().items():
-            grid.lr = self.config.lr_grid * f * (0.5 if name.startswith("head.") else 1.0)
+            base = self.config.lr_density if name == "density" else self.config.lr_grid
+            grid.lr = base * f * (0.5 if name.startswith("head.") else 1.0)
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.config.lr_mlp * f
@@ -171,11 +172,14 @@ class Trainer:
                    unit="it", dynamic_ncols=True)
         psnr_ema = None
         start = time.perf_counter() - self.train_seconds
+        last_step = 0.0  # seconds the last step took: the budget stops before a step that would overrun it
         try:
             while self.iteration < cfg.iterations:
-                if cfg.max_seconds is not None and time.perf_counter() - start >= cfg.max_seconds:
+                if cfg.max_seconds is not None and time.perf_counter() - start + last_step > cfg.max_seconds:
                     break
+                began = time.perf_counter()
                 loss_val = self.step(bank)
+                last_step = time.perf_counter() - began
                 psnr = -10.0 * math.log10(max(loss_val, 1e-10))
                 psnr_ema = psnr if psnr_ema is None else 0.9 * psnr_ema + 0.1 * psnr
                 self.iteration += 1
