@@ -227,6 +227,7 @@ def child_main(args: argparse.Namespace) -> None:
         "child_wall_seconds": time.perf_counter() - wall_start,
         "torch_threads": torch.get_num_threads(),
         "config": config.to_dict(),
+        "psnr_by_class": final["psnr_by_class_test"],
         "per_view": final["per_view"],
         "pictures": final["pictures"],
     }

@@ -77,6 +77,10 @@ def test_run_folder_is_self_describing(tiny_run):
                 "peak_rss_mb", "iterations"):
         assert key in saved, key
     assert saved["psnr_test"] == pytest.approx(metrics["psnr_test"])
+    regions = saved["psnr_by_class_test"]  # where the held-out error is, per ground-truth region
+    assert {"floor", "wall", "table", "objects"} <= set(regions)
+    assert regions["table"]["pixel_share"] > 0.2 and regions["objects"]["pixel_share"] > 0.005
+    assert all(10.0 < r["psnr"] < 40.0 for r in regions.values() if r["psnr"] is not None)
 
 
 def _head_voxel(engine) -> float:

@@ -92,7 +92,8 @@ def train_and_evaluate(scene_path: str | Path, run_dir: str | Path, config: Trai
     ev = evaluate_views(run.field, scene, test, config.eval_render, out_dir=run_dir)
     metrics: dict[str, Any] = {k: ev[k] for k in ("psnr_test", "ssim_test", "depth_abs_rel_test",
                                                   "depth_abs_rel_fg_test", "depth_rmse_test",
-                                                  "depth_abs_rel_expected_test", "depth_abs_rel_fg_expected_test")}
+                                                  "depth_abs_rel_expected_test", "depth_abs_rel_fg_expected_test",
+                                                  "psnr_by_class_test")}
     metrics.update({
         "iterations": int(trained["iterations"]),
         "train_seconds": float(trained["train_seconds"]),

@@ -110,10 +110,11 @@ def task_render(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {k: metrics.get(k) for k in ("train_seconds", "peak_rss_mb", "iterations")}
     if metrics and metrics.get("iterations") == ctx.run.iteration and all(k in metrics for k in RENDER_KEYS):
         out.update({k: metrics[k] for k in RENDER_KEYS})
+        out["psnr_by_class_test"] = metrics.get("psnr_by_class_test")  # absent in runs trained before it
         out["source"] = "metrics.json (the training's evaluation at this checkpoint)"
     else:
         ev = evaluate_views(ctx.run.field, ctx.scene, ctx.test, ctx.run.config.eval_render)
-        out.update({k: ev[k] for k in RENDER_KEYS})
+        out.update({k: ev[k] for k in (*RENDER_KEYS, "psnr_by_class_test")})
         out["source"] = "rendered by eval"
     return out
 

@@ -55,16 +55,29 @@ def load_depth(frame: Frame, scene: Scene) -> np.ndarray | None:
     return raw * float(scene.depth_scale)
 
 
-def foreground_mask(frame: Frame, scene: Scene) -> np.ndarray | None:
-    """``[H, W]`` bool: pixels whose ground-truth class is the table or an object; None without semantics."""
+def class_regions(frame: Frame, scene: Scene) -> dict[str, np.ndarray] | None:
+    """``{region: [H, W] bool}`` from the ground-truth semantic map: each stuff class by name (floor, wall,
+    ceiling, table) and ``objects`` (every other labelled class); None without semantics."""
     sem_path = frame.extra.get("semantic")
     classes = (scene.ground_truth or {}).get("classes")
     if sem_path is None or not isinstance(classes, list):
         return None
     k = frame.intrinsics
     sem = load_uint(sem_path, expect_size=(k.width, k.height))
-    fg_ids = [i for i, c in enumerate(classes) if str(c) not in BACKGROUND_CLASSES]
-    return np.isin(sem, fg_ids)
+    stuff = set((scene.ground_truth or {}).get("stuff_classes") or ()) | (BACKGROUND_CLASSES - {"unlabelled"})
+    regions = {str(c): sem == i for i, c in enumerate(classes) if str(c) in stuff}
+    object_ids = [i for i, c in enumerate(classes) if str(c) not in stuff and str(c) != "unlabelled"]
+    regions["objects"] = np.isin(sem, object_ids)
+    return regions
+
+
+def foreground_mask(frame: Frame, scene: Scene) -> np.ndarray | None:
+    """``[H, W]`` bool: pixels whose ground-truth class is the table or an object; None without semantics."""
+    regions = class_regions(frame, scene)
+    if regions is None:
+        return None
+    fg = [m for name, m in regions.items() if name not in BACKGROUND_CLASSES]
+    return np.logical_or.reduce(fg) if fg else np.zeros(next(iter(regions.values())).shape, dtype=bool)
 
 
 def _view_metrics(out: dict[str, torch.Tensor], gt_rgb: torch.Tensor, gt_depth: np.ndarray | None,
@@ -91,6 +104,20 @@ def _mean(values: list[float | None]) -> float | None:
     return _finite_or_none(float(np.mean(vals))) if vals else None
 
 
+def _region_psnr(region_error: dict[str, list]) -> dict[str, dict[str, float | None]]:
+    """Per region: PSNR of the squared error pooled over its pixels of all views, its share of the views'
+    pixels and of their summed squared error (where the remaining error is)."""
+    pixels = sum(n for _, n in region_error.values())
+    error = sum(e for e, _ in region_error.values())
+    out = {}
+    for name, (e, n) in region_error.items():
+        if n == 0:
+            continue
+        out[name] = {"psnr": _finite_or_none(-10.0 * math.log10(e / n)) if e > 0 else None,
+                     "pixel_share": n / pixels, "error_share": e / error if error > 0 else None}
+    return out
+
+
 def evaluate_views(field: GridField, scene: Scene, frames: list[Frame], render_opts: RenderOptions,
                    out_dir: str | Path | None = None, prefix: str = "test") -> dict[str, Any]:
     """Render ``frames`` and score them against their images and depth.
@@ -105,16 +132,19 @@ def evaluate_views(field: GridField, scene: Scene, frames: list[Frame], render_o
     Returns:
         ``{psnr_test, ssim_test, depth_abs_rel_test, depth_rmse_test, depth_abs_rel_fg_test,
         depth_abs_rel_expected_test, depth_abs_rel_fg_expected_test}`` (means over views; None where no view has
-        the ground truth), ``per_view`` (one dict per frame: name and the same
+        the ground truth), ``psnr_by_class_test`` (per ground-truth region: floor, wall, table, objects …,
+        ``{psnr, pixel_share, error_share}``; empty without semantics), ``per_view`` (one dict per frame: name and the same
         metrics), ``render_seconds_per_view`` and ``pictures`` (written file names, relative to ``out_dir``).
     """
     device = _field_device(field)
     per_view, rows, pictures, seconds = [], [], [], []
+    region_error: dict[str, list] = {}  # region -> [summed squared error, pixels] over all views
     for i, frame in enumerate(frames):
         k = frame.intrinsics
         gt_rgb = torch.as_tensor(load_rgb(frame.image_path, expect_size=(k.width, k.height)))
         gt_depth = load_depth(frame, scene)
-        fg = foreground_mask(frame, scene)
+        regions = class_regions(frame, scene)
+        fg = foreground_mask(frame, scene) if regions is not None else None
         c2w = torch.as_tensor(frame.c2w, dtype=torch.float32, device=device)
         start = time.perf_counter()
         with torch.no_grad():
@@ -123,6 +153,12 @@ def evaluate_views(field: GridField, scene: Scene, frames: list[Frame], render_o
             torch.cuda.synchronize(device)
         seconds.append(time.perf_counter() - start)
         per_view.append({"name": frame.name, **_view_metrics(out, gt_rgb, gt_depth, fg)})
+        if regions is not None:
+            err = (out["rgb"].float().clamp(0, 1).cpu() - gt_rgb).square().mean(-1).numpy()
+            for name, mask in regions.items():
+                total = region_error.setdefault(name, [0.0, 0])
+                total[0] += float(err[mask].sum())
+                total[1] += int(mask.sum())
         if out_dir is not None:
             rgb = out["rgb"].float().cpu().numpy()
             depth = out["median_depth"].float().cpu().numpy()
@@ -143,6 +179,7 @@ def evaluate_views(field: GridField, scene: Scene, frames: list[Frame], render_o
         save_picture(Path(out_dir) / f"{prefix}_views.png", stack_rows(rows))
         pictures.append(f"{prefix}_views.png")
     result: dict[str, Any] = {f"{m}_{prefix}": _mean([v[m] for v in per_view]) for m in METRICS}
+    result[f"psnr_by_class_{prefix}"] = _region_psnr(region_error)
     result["n_views"] = len(frames)
     result["render_seconds_per_view"] = float(np.mean(seconds)) if seconds else None
     result["per_view"] = per_view
