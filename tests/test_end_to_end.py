@@ -31,15 +31,16 @@ from semfield.scene.load import load_scene
 from semfield.train.config import TrainConfig
 
 # Measured for this schedule on tiny seed 0 (2 CPU threads): held-out PSNR 22.7 dB, foreground depth
-# abs-rel 0.050 (22.0 dB and 0.068 with the denser start used before). An untrained field gives ~11 dB; a field that paints colours on fog gives abs-rel > 0.4.
+# abs-rel 0.050 (22.0 dB and 0.068 with the denser start used before). An untrained field gives ~11 dB;
+# a field that paints colours on fog gives abs-rel > 0.4.
 PSNR_FLOOR = 19.0
 # Margin around the ground-truth box (PROTOCOLS: "optionally inflated by a stated margin"): one voxel of
 # the label head (4.5 cm on tiny), the resolution at which its features are stored, so relevancy spreads
 # that far around an object. Objects on tiny stand 14 cm or more apart, so a wrong convention or a broken
 # head still misses. Measured on tiny seed 0 with a 2 cm margin: 6 of the 9 names and paraphrases land
 # inside (the flat-lying ketchup bottle's best point sits 2.8 cm under its box, on the table top), 7 of 9
-# with training seed 1; with this margin all three names and 7 of 9
-# phrases for both seeds ("tomato ketchup" and "taupe binder" miss).
+# with training seed 1; with this margin all three names and 7 of 9 phrases for both seeds ("tomato
+# ketchup" and "taupe binder" miss).
 FG_DEPTH_ABS_REL_MAX = 0.3
 
 

@@ -74,10 +74,12 @@ def class_regions(frame: Frame, scene: Scene) -> dict[str, np.ndarray] | None:
 def foreground_mask(frame: Frame, scene: Scene) -> np.ndarray | None:
     """``[H, W]`` bool: pixels whose ground-truth class is the table or an object; None without semantics."""
     regions = class_regions(frame, scene)
-    if regions is None:
-        return None
-    fg = [m for name, m in regions.items() if name not in BACKGROUND_CLASSES]
-    return np.logical_or.reduce(fg) if fg else np.zeros(next(iter(regions.values())).shape, dtype=bool)
+    return None if regions is None else _foreground(regions)
+
+
+def _foreground(regions: dict[str, np.ndarray]) -> np.ndarray:
+    """The union of the :func:`class_regions` that are not floor, wall or ceiling: ``[H, W]`` bool."""
+    return np.logical_or.reduce([m for name, m in regions.items() if name not in BACKGROUND_CLASSES])
 
 
 def _view_metrics(out: dict[str, torch.Tensor], gt_rgb: torch.Tensor, gt_depth: np.ndarray | None,
@@ -133,8 +135,9 @@ def evaluate_views(field: GridField, scene: Scene, frames: list[Frame], render_o
         ``{psnr_test, ssim_test, depth_abs_rel_test, depth_rmse_test, depth_abs_rel_fg_test,
         depth_abs_rel_expected_test, depth_abs_rel_fg_expected_test}`` (means over views; None where no view has
         the ground truth), ``psnr_by_class_test`` (per ground-truth region: floor, wall, table, objects …,
-        ``{psnr, pixel_share, error_share}``; empty without semantics), ``per_view`` (one dict per frame: name and the same
-        metrics), ``render_seconds_per_view`` and ``pictures`` (written file names, relative to ``out_dir``).
+        ``{psnr, pixel_share, error_share}``; empty without semantics), ``per_view`` (one dict per frame:
+        name and the same metrics), ``render_seconds_per_view`` and ``pictures`` (written file names,
+        relative to ``out_dir``).
     """
     device = _field_device(field)
     per_view, rows, pictures, seconds = [], [], [], []
@@ -144,7 +147,7 @@ def evaluate_views(field: GridField, scene: Scene, frames: list[Frame], render_o
         gt_rgb = torch.as_tensor(load_rgb(frame.image_path, expect_size=(k.width, k.height)))
         gt_depth = load_depth(frame, scene)
         regions = class_regions(frame, scene)
-        fg = foreground_mask(frame, scene) if regions is not None else None
+        fg = _foreground(regions) if regions is not None else None
         c2w = torch.as_tensor(frame.c2w, dtype=torch.float32, device=device)
         start = time.perf_counter()
         with torch.no_grad():
