@@ -277,6 +277,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for key in RUN_FIGURES:
         values = [r["final"].get(key) if key in FINAL_METRICS else r.get(key) for r in runs]
         summary[key] = median_or_none(values)
+    regions = [r["psnr_by_class"] for r in runs if r.get("psnr_by_class")]
+    if regions:  # held-out PSNR and error shares per ground-truth region, medians over runs
+        summary["psnr_by_class"] = {
+            region: {k: median_or_none([r.get(region, {}).get(k) for r in regions])
+                     for k in ("psnr", "pixel_share", "error_share")}
+            for region in regions[0]}
     return summary
 
 

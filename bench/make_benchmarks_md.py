@@ -97,23 +97,17 @@ def _provenance(res: dict[str, Any], path: Path, output: Path) -> list[str]:
             f"- Results: `{os.path.relpath(path, output.parent)}`", ""]
 
 
-def _median(values: list[Any]) -> float | None:
-    vals = sorted(float(v) for v in values if v is not None)
-    return None if not vals else (vals[(len(vals) - 1) // 2] + vals[len(vals) // 2]) / 2.0
-
-
-def _class_table(runs: list[dict[str, Any]]) -> list[str]:
-    """Held-out PSNR per ground-truth region (medians over the runs that report it): where the error is."""
-    per_run = [r["psnr_by_class"] for r in runs if r.get("psnr_by_class")]
-    if not per_run:
+def _class_table(summary: dict[str, Any]) -> list[str]:
+    """Held-out PSNR per ground-truth region (medians over runs, from bench_train's summary)."""
+    regions = summary.get("psnr_by_class")
+    if not regions:
         return []
     lines = ["", ("Where the error is (final evaluation, squared error pooled over all test views per "
                   "ground-truth region; medians over runs):"), "",
              "| region | PSNR (dB) | share of pixels | share of squared error |", "|---|---|---|---|"]
-    for region in per_run[0]:
-        cells = [_median([r.get(region, {}).get(k) for r in per_run])
-                 for k in ("psnr", "pixel_share", "error_share")]
-        lines.append(f"| {region} | {_fmt(cells[0], '.2f')} | {_fmt(cells[1], '.3f')} | {_fmt(cells[2], '.3f')} |")
+    for region, r in regions.items():
+        lines.append(f"| {region} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['pixel_share'], '.3f')} | "
+                     f"{_fmt(r['error_share'], '.3f')} |")
     return lines
 
 
@@ -145,7 +139,7 @@ def train_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
                           ("depth_abs_rel_fg_test", ".4f"), ("depth_rmse_test", ".4f"), ("peak_rss_mb", ".0f")):
             cells.append(_fmt(_run_value(r, key), spec))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += _class_table(runs)
+    lines += _class_table(summary)
     for r in runs:
         busy = r.get("cpu_busy_before_run")
         if busy is not None and busy > 0.1:

@@ -42,6 +42,7 @@ PSNR_FLOOR = 19.0
 # with training seed 1; with this margin all three names and 7 of 9 phrases for both seeds ("tomato
 # ketchup" and "taupe binder" miss).
 FG_DEPTH_ABS_REL_MAX = 0.3
+STRICT_LOC_MARGIN = 0.02  # one pixel of tiny's 64 px views at the table
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +90,24 @@ def _head_voxel(engine) -> float:
     return field.final_voxel * field.config.heads["label"].voxel_factor
 
 
-def _hits(engine, phrase_of) -> list[tuple[str, bool]]:
+def _hits(engine, phrase_of, margin: float | None = None) -> list[tuple[str, bool]]:
+    """(phrase, best point inside the object's box grown by ``margin``, default one head voxel) per object."""
+    margin = _head_voxel(engine) if margin is None else margin
     out = []
     for obj in engine.scene.ground_truth["objects"]:
         phrase = phrase_of(obj)
         result = engine.text([phrase])
         box = [obj["box_min"], obj["box_max"]]
-        out.append((phrase, bool(point_in_box(result.localization.point, box, margin=_head_voxel(engine)))))
+        out.append((phrase, bool(point_in_box(result.localization.point, box, margin=margin))))
     return out
 
 
 def test_every_object_is_found_in_3d_by_its_name(engine):
     hits = _hits(engine, lambda obj: obj["name"])
     assert all(hit for _, hit in hits), hits
+    # and at the earlier one-pixel margin (2 cm), all but the flat ketchup bottle (measured: 2 of 3)
+    strict = _hits(engine, lambda obj: obj["name"], margin=STRICT_LOC_MARGIN)
+    assert sum(hit for _, hit in strict) >= 2, strict
 
 
 def test_every_object_is_found_by_at_least_one_paraphrase(engine):
