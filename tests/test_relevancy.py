@@ -15,9 +15,9 @@ from semfield.query.relevancy import (
     CANONICAL_NEGATIVES,
     UNKNOWN,
     exemplar_relevancy,
+    exemplar_relevancy_from_cosines,
     lerf_relevancy,
     negative_phrases,
-    scene_negatives,
     segment,
 )
 
@@ -79,35 +79,29 @@ def test_negative_phrases_and_errors():
         lerf_relevancy(torch.ones(2, 3), torch.ones(1, 3), torch.ones(1, 3), reduce="mean")
 
 
-def test_exemplar_relevancy_with_given_negatives():
-    # φ̂ = (0.8, 0.6), e = (1, 0), n = (0, 1): sigmoid(10·(0.8 - 0.6)) = sigmoid(2) = 0.880797
-    r = exemplar_relevancy(
-        torch.tensor([[4.0, 3.0]], dtype=F64),
-        torch.tensor([1.0, 0.0], dtype=F64),
-        negatives=torch.tensor([[0.0, 1.0]], dtype=F64),
-    )
-    assert r.shape == (1,)
-    assert r.item() == pytest.approx(0.880797, abs=1e-6)
+def test_exemplar_relevancy_calibrated_on_the_scene():
+    # cosines 0.2 (median), 0.92, 1.0 (best): s = 0, 0.9, 1 -> sigmoid(50·(s − 0.9)) = sigmoid(-45), 0.5, sigmoid(5)
+    r = exemplar_relevancy_from_cosines(torch.tensor([0.2, 0.92, 1.0, 0.2], dtype=F64), median=0.2, best=1.0)
+    np.testing.assert_allclose(r.numpy(), [1 / (1 + np.exp(45)), 0.5, 1 / (1 + np.exp(-5)), 1 / (1 + np.exp(45))])
+    # the same span at a CLIP-like scale (best 0.3, median 0.1): 0.28 is 90 % of the way -> 0.5
+    assert exemplar_relevancy_from_cosines(torch.tensor(0.28, dtype=F64), 0.1, 0.3).item() == pytest.approx(0.5)
 
 
-def test_scene_negatives_hand_worked():
-    # exemplar (1, 0, 0); candidates' cosines: A 1, B 0, C 0, D -1 -> median 0.5 -> pool {B, C, D};
-    # farthest-point sampling starts at D (least similar), then B (cos(B, D) = 0, first of the tie B/C),
-    # then C.
-    feats = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [-1.0, 0, 0]], dtype=F64)
-    neg = scene_negatives(feats, torch.tensor([1.0, 0, 0], dtype=F64), k=3)
-    np.testing.assert_array_equal(neg.numpy(), feats[[3, 1, 2]].numpy())
-    assert scene_negatives(feats, torch.tensor([1.0, 0, 0], dtype=F64), k=1).shape == (1, 3)
-
-
-def test_exemplar_relevancy_scene_negatives_separates_object():
+def test_exemplar_relevancy_ranks_by_similarity_not_by_distance_from_the_rest():
+    # Object A (the exemplar's), a look-alike B (cosine ~0.73 to A) and background C, D. B is as unlike the
+    # background as A is; what must decide is the similarity to the exemplar: A first, B below 0.5.
     g = torch.Generator().manual_seed(1)
-    centres = torch.eye(3, dtype=F64)  # object A, background B, background C
-    feats = torch.cat([c + 0.05 * torch.randn(50, 3, generator=g, dtype=F64) for c in centres])
-    exemplar = feats[:50].mean(dim=0)
-    r = exemplar_relevancy(feats, exemplar)
-    assert r.shape == (150,)
-    assert bool((r[:50] > 0.9).all()) and bool((r[50:] < 0.1).all())
+    centres = torch.tensor([[1.0, 0.3, 0, 0], [0.6, -0.3, 0.0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]], dtype=F64)
+    feats = torch.cat([c + 0.02 * torch.randn(50, 4, generator=g, dtype=F64) for c in centres])
+    r = exemplar_relevancy(feats, feats[:50].mean(dim=0))
+    assert r.shape == (200,)
+    assert int(r.argmax()) < 50
+    assert float(r[:50].median()) > 0.5 and bool((r[50:] < 0.5).all())
+    # calibrated on another reference (a scene's cloud), the same cosines give the same order
+    r_ref = exemplar_relevancy(feats[:10], feats[:50].mean(dim=0), reference=feats)
+    np.testing.assert_allclose(r_ref.numpy(), r[:10].numpy())
+    with pytest.raises(SemfieldError, match="exemplar"):
+        exemplar_relevancy(feats, torch.ones(3, dtype=F64))
 
 
 def test_segment_argmax_and_unknown():

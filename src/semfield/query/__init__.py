@@ -7,7 +7,6 @@ from .relevancy import (
     exemplar_relevancy,
     lerf_relevancy,
     negative_phrases,
-    scene_negatives,
     segment,
 )
 
@@ -19,6 +18,5 @@ __all__ = [
     "lerf_relevancy",
     "localize",
     "negative_phrases",
-    "scene_negatives",
     "segment",
 ]

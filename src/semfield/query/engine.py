@@ -22,10 +22,10 @@ from .bake import Bake, head_features
 from .factored import FactoredFeatures
 from .localize import Localization, localize, point_spacing
 from .relevancy import (
+    exemplar_relevancy_from_cosines,
     labels_from_cosines,
     negative_phrases,
     relevancy_from_cosines,
-    scene_negatives,
 )
 
 TEXT_KINDS = ("label", "clip", "siglip")  # teacher kinds with a text tower
@@ -36,10 +36,12 @@ CLOUD_PIXELS = 96  # rendered pixels on the short side of each view for the surf
 BAKE_STEP_VOXELS = 1.5
 BAKE_MAX_SAMPLES = 384
 VIEW_CACHE = 64  # (view, head) feature sets kept in memory (a 192² view of a 32-wide latent: 4.7 MB)
-# The best point is the most relevant surface point, as LERF's 2D protocol takes the most relevant pixel:
-# averaging the top few lets a better-learned look-alike elsewhere outvote a small object's own peak.
-LOCALIZE_TOP_K = 1
-LOCALIZE_RADIUS_FACTOR = 3.0  # localize()'s default: the object's points connect within 3 point spacings
+# The best point is the median of the top surface points around their mode (localize()'s defaults). The most
+# relevant point alone (used before) sits on the object's support for 1 in 7 queries of the quick suite: the
+# label head's voxels reach ~1 cm past a small object (BENCHMARKS.md, "3D localization").
+LOCALIZE_TOP_K = 16
+LOCALIZE_RADIUS_FACTOR = 3.0  # the object's points connect within 3 point spacings
+LOCALIZE_VOTE_FACTOR = 8.0  # the top points vote within 8 point spacings (~10 cm on the default scene)
 
 
 @dataclass
@@ -49,7 +51,10 @@ class QueryResult:
     Attributes:
         query: what was asked (phrases, or the exemplar's view and pixel); head: the head used.
         relevancy: ``[N]`` per surface point; localization: best point and 3D box (see :func:`localize`).
-        positives, negatives: ``[P, D]`` and ``[K, D]`` embeddings used (for heatmaps at any view).
+        positives, negatives: ``[P, D]`` and ``[K, D]`` embeddings used (for heatmaps at any view); an
+            exemplar query has its feature as the one positive and no negatives.
+        calibration: an exemplar query's ``(median, best)`` cosine over the surface cloud, which every view's
+            heatmap shares (see :func:`.relevancy.exemplar_relevancy_from_cosines`); None for text queries.
     """
 
     query: str
@@ -58,6 +63,7 @@ class QueryResult:
     localization: Localization
     positives: torch.Tensor
     negatives: torch.Tensor
+    calibration: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -88,7 +94,7 @@ class QueryEngine:
         self._phrases: dict[tuple[str, str], torch.Tensor] = {}
         self._scene_views = {f.name for f in scene.frames}
         self._cloud_feats: dict[str, FactoredFeatures] = {}
-        self._radius: float | None = None
+        self._spacing: float | None = None
         self._view_feats: OrderedDict[tuple[str, str], FactoredFeatures] = OrderedDict()  # least recent first
 
     # ----- heads and text ------------------------------------------------------------------------------
@@ -147,9 +153,10 @@ class QueryEngine:
 
     def _localize(self, relevancy: torch.Tensor) -> Localization:
         points = self.cloud().points
-        if self._radius is None:  # the cloud's connection radius, as localize() would compute it every time
-            self._radius = LOCALIZE_RADIUS_FACTOR * point_spacing(points.cpu().numpy())
-        return localize(points, relevancy, top_k=LOCALIZE_TOP_K, radius=self._radius)
+        if self._spacing is None:  # the cloud's point spacing, as localize() would compute it every time
+            self._spacing = point_spacing(points.cpu().numpy())
+        return localize(points, relevancy, top_k=LOCALIZE_TOP_K, radius=LOCALIZE_RADIUS_FACTOR * self._spacing,
+                        vote_radius=LOCALIZE_VOTE_FACTOR * self._spacing)
 
     def text(self, positives: list[str], negatives: list[str] = (), replace_negatives: bool = False,
              head: str | None = None) -> QueryResult:
@@ -206,13 +213,13 @@ class QueryEngine:
         return self.exemplar_by_feature(feat.float(), head, label)
 
     def exemplar_by_feature(self, feature: torch.Tensor, head: str, label: str) -> QueryResult:
-        """Exemplar relevancy of feature ``[D]`` on the surface cloud (negatives: diverse, less similar
-        features of the scene itself, see :func:`.relevancy.scene_negatives`)."""
-        cloud = self.cloud()
-        neg = scene_negatives(cloud.features[head], feature)
-        cos = self.cloud_cosines(head, torch.cat([feature[None].to(neg), neg]))
-        rel = relevancy_from_cosines(cos[:, :1], cos[:, 1:])[:, 0]
-        return QueryResult(label, head, rel, self._localize(rel), feature[None], neg)
+        """Exemplar relevancy of feature ``[D]`` on the surface cloud: its cosine, calibrated on the cloud's
+        median and best cosines (see :func:`.relevancy.exemplar_relevancy_from_cosines`)."""
+        exemplar = feature.float()[None]
+        cos = self.cloud_cosines(head, exemplar)[:, 0]
+        calibration = (float(cos.median()), float(cos.max()))
+        rel = exemplar_relevancy_from_cosines(cos, *calibration)
+        return QueryResult(label, head, rel, self._localize(rel), exemplar, exemplar[:0], calibration)
 
     # ----- per-view maps --------------------------------------------------------------------------------
     def _view_surface(self, frame: Frame):
@@ -240,7 +247,10 @@ class QueryEngine:
         """Relevancy ``[H, W]`` of a query at a view (0 where the pixel sees no surface)."""
         n_pos = result.positives.shape[0]
         cos, hit = self.view_cosines(frame, result.head, torch.cat([result.positives, result.negatives]))
-        rel = relevancy_from_cosines(cos[..., :n_pos], cos[..., n_pos:], reduce="max")
+        if result.calibration is not None:
+            rel = exemplar_relevancy_from_cosines(cos[..., 0], *result.calibration)
+        else:
+            rel = relevancy_from_cosines(cos[..., :n_pos], cos[..., n_pos:], reduce="max")
         return torch.where(hit, rel, torch.zeros_like(rel))
 
     def segment_view(self, frame: Frame, labels: list[str], head: str | None = None) -> np.ndarray:
