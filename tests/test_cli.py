@@ -187,6 +187,11 @@ def test_train_info_render_and_resume(scene, run, tmp_path):
     assert {"config.json", "checkpoint.safetensors", "test_00_rgb.png", "test_01_depth.png",
             "test_views.png"} <= {p.name for p in run.iterdir()}
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left
+    from safetensors import safe_open
+
+    with safe_open(str(run / "checkpoint.safetensors"), "pt") as f:  # a finished run keeps no Adam moments
+        keys = set(f.keys())
+    assert "grid.density.values" in keys and not [k for k in keys if k.endswith(".adam")]
 
     info = cli("info", run)
     assert info.returncode == 0 and "5 of 5" in info.stdout and "PSNR" in info.stdout, info.stderr
@@ -237,6 +242,10 @@ def test_ctrl_c_saves_and_resumes(scene, tmp_path):
     assert proc.returncode == 130, err
     saved = _checkpoint_iteration(run_dir)
     assert 2 <= saved < 150
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / "checkpoint.safetensors"), "pt") as f:  # an unfinished run keeps them
+        assert "grid.density.adam" in set(f.keys())
     assert err.strip().splitlines()[-1] == (f"interrupted at iteration {saved}: checkpoint saved in {run_dir}; "
                                             "run the same command to resume")
     assert "Traceback" not in err

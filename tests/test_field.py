@@ -294,6 +294,7 @@ def test_sparse_state_round_trip():
         ((g.lookup(idx, w) - target) ** 2).sum().backward()
         g.step()
     torch.testing.assert_close(other.values, grid.values, rtol=0, atol=0)
+    assert set(grid.state_tensors("g", moments=False)) == {"g.values", "g.steps", "g.visited"}
     fresh = SparseGrid(torch.zeros_like(values), lr=0.1)
     fresh.load_state_tensors({"g.values": state["g.values"]}, "g")  # no Adam state: starts afresh
     assert (fresh.adam == 0).all() and fresh.adam.shape == (values.shape[0], 2 * values.shape[1]) and fresh.steps == 0

@@ -263,10 +263,11 @@ class GridField(nn.Module):
         return self.decode_head(name, self.head_latent(name, points))
 
     # ----- persistence --------------------------------------------------------------------------------
-    def state_tensors(self) -> dict[str, torch.Tensor]:
+    def state_tensors(self, moments: bool = True) -> dict[str, torch.Tensor]:
+        """Grids (with their Adam moments unless ``moments`` is False) and module tensors."""
         out: dict[str, torch.Tensor] = {}
         for name, grid in self.sparse_grids().items():
-            out.update(grid.state_tensors(f"grid.{name}"))
+            out.update(grid.state_tensors(f"grid.{name}", moments))
         for k, v in self.state_dict().items():
             out[f"module.{k}"] = v
         return out

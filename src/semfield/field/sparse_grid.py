@@ -110,11 +110,14 @@ class SparseGrid:
         self.visited.index_fill_(0, rows, True)
         return int(rows.numel())
 
-    def state_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        """Everything needed to resume: values and Adam state."""
-        return {f"{prefix}.values": self.values, f"{prefix}.adam": self.adam,
-                f"{prefix}.steps": torch.tensor([self.steps], dtype=torch.int64),
-                f"{prefix}.visited": self.visited.to(torch.uint8)}
+    def state_tensors(self, prefix: str, moments: bool = True) -> dict[str, torch.Tensor]:
+        """Everything needed to resume: values and Adam state (without the moments when ``moments`` is False:
+        twice the values' size, and a finished run needs none; loading then restarts them at zero)."""
+        out = {f"{prefix}.values": self.values, f"{prefix}.steps": torch.tensor([self.steps], dtype=torch.int64),
+               f"{prefix}.visited": self.visited.to(torch.uint8)}
+        if moments:
+            out[f"{prefix}.adam"] = self.adam
+        return out
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], prefix: str) -> None:
         self.values = tensors[f"{prefix}.values"].to(self.values.device).contiguous()
