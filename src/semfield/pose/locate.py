@@ -9,8 +9,8 @@
    PnP-RANSAC. The ``pnp_finalists`` resulting poses whose small renders correlate best with the photo go on
    to up to ``pnp_rounds`` render → SIFT match → PnP rounds at ``match_size`` (they stop once the pose stops
    moving), and the best-correlating result wins. (The most inliers used to pick the winner: a render from
-   the far side of a table matches a symmetric layout about as well, and 3 of 24 test views came out
-   turned ~175°.)
+   the far side of a table matches a symmetric layout about as well, and 2 of 24 test views came out
+   turned 169° and 179°.)
 3. Photometric search, when PnP failed or has fewer than ``trusted_inliers`` inliers (small photos, a blurry
    field): every candidate is moved by a short large-step photometric refinement and scored by the
    correlation of its render with the photo (:mod:`semfield.pose.photometric`); the best hypothesis

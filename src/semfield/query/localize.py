@@ -8,8 +8,8 @@ The recipe (:func:`localize`):
    (about an object's size) carry the most relevancy is the mode; the best point is the coordinate-wise
    median of the top points around it. A single stray point, or a second cluster among the top points,
    cannot drag it (a mean lands between two clusters), and the median keeps it on the object where the
-   top points of a small or hollow object reach a little into its support (measured: see BENCHMARKS.md,
-   "3D localization").
+   top points of a small or hollow object reach a little into its support (measured: see
+   ``semfield.query.engine``).
 2. **Relevant set**: points with ``relevancy >= threshold`` (0.5, LERF's cut), and optionally also
    ``>= relative · max(relevancy)``.
 3. **Object**: the connected component of the relevant set containing the relevant point nearest to the best
