@@ -53,13 +53,29 @@ class SparseGrid:
         # Adam state packed per row as [exp_avg (C), exp_avg_sq (C)]: one touched row is one contiguous
         # read and write, which is what random access on a CPU pays for. Bias correction uses the grid's
         # step count (rows touched late get a slightly small first step, as with Adam's own warm-up).
-        C = self.values.shape[1]
-        self.adam = torch.zeros(self.values.shape[0], 2 * C, device=values.device)
+        # The Adam moments and the gradient buffer are allocated on first use: a run loaded for queries or
+        # evaluation never trains, and zero-filled buffers of a grid's size would be resident memory
+        # (2.9 GB for a quick-suite run with an instance head).
+        self._adam: torch.Tensor | None = None
         self.steps = 0
-        self.grad = torch.zeros_like(self.values)
+        self._grad: torch.Tensor | None = None
         self.touched = torch.zeros(self.values.shape[0], dtype=torch.bool, device=values.device)
         # rows that ever received a gradient (what the training data says anything about)
         self.visited = torch.zeros(self.values.shape[0], dtype=torch.bool, device=values.device)
+
+    @property
+    def adam(self) -> torch.Tensor:
+        """Adam moments ``[V, 2C]`` (exp_avg, exp_avg_sq per row); zeros until the first step."""
+        if self._adam is None:
+            self._adam = torch.zeros(self.values.shape[0], 2 * self.values.shape[1], device=self.values.device)
+        return self._adam
+
+    @property
+    def grad(self) -> torch.Tensor:
+        """Accumulated gradient ``[V, C]`` of the rows marked in ``touched``."""
+        if self._grad is None:
+            self._grad = torch.zeros_like(self.values)
+        return self._grad
 
     @property
     def shape(self) -> torch.Size:
@@ -115,19 +131,17 @@ class SparseGrid:
         twice the values' size, and a finished run needs none; loading then restarts them at zero)."""
         out = {f"{prefix}.values": self.values, f"{prefix}.steps": torch.tensor([self.steps], dtype=torch.int64),
                f"{prefix}.visited": self.visited.to(torch.uint8)}
-        if moments:
-            out[f"{prefix}.adam"] = self.adam
+        if moments and self._adam is not None:  # never stepped: no moments to keep (they load as zeros)
+            out[f"{prefix}.adam"] = self._adam
         return out
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], prefix: str) -> None:
         self.values = tensors[f"{prefix}.values"].to(self.values.device).contiguous()
-        C = self.values.shape[1]
         adam = tensors.get(f"{prefix}.adam")
-        self.adam = (adam.to(self.values.device).contiguous() if adam is not None else
-                     torch.zeros(self.values.shape[0], 2 * C, device=self.values.device))
+        self._adam = adam.to(self.values.device).contiguous() if adam is not None else None
         steps = tensors.get(f"{prefix}.steps")
         self.steps = int(steps[0]) if steps is not None else 0
-        self.grad = torch.zeros_like(self.values)
+        self._grad = None
         self.touched = torch.zeros(self.values.shape[0], dtype=torch.bool, device=self.values.device)
         visited = tensors.get(f"{prefix}.visited")
         self.visited = (visited.to(self.values.device).bool() if visited is not None else
