@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from semfield.scene.types import Frame, Intrinsics, Scene
-from semfield.train.evaluate import _region_psnr, class_regions, foreground_mask
+from semfield.train.evaluate import _foreground, _region_psnr, class_regions
 
 
 def test_region_psnr_hand_worked():
@@ -37,4 +37,4 @@ def test_class_regions_split_stuff_and_objects(tmp_path):
     assert sorted(regions) == ["ceiling", "floor", "objects", "table", "wall"]
     assert regions["floor"].sum() == 2 and regions["wall"].sum() == 1 and regions["ceiling"].sum() == 0
     assert regions["table"].sum() == 2 and regions["objects"].tolist() == [[False] * 4, [False, False, True, True]]
-    assert foreground_mask(frame, scene).tolist() == [[False] * 4, [True] * 4]
+    assert _foreground(class_regions(frame, scene)).tolist() == [[False] * 4, [True] * 4]

@@ -71,12 +71,6 @@ def class_regions(frame: Frame, scene: Scene) -> dict[str, np.ndarray] | None:
     return regions
 
 
-def foreground_mask(frame: Frame, scene: Scene) -> np.ndarray | None:
-    """``[H, W]`` bool: pixels whose ground-truth class is the table or an object; None without semantics."""
-    regions = class_regions(frame, scene)
-    return None if regions is None else _foreground(regions)
-
-
 def _foreground(regions: dict[str, np.ndarray]) -> np.ndarray:
     """The union of the :func:`class_regions` that are not floor, wall or ceiling: ``[H, W]`` bool."""
     return np.logical_or.reduce([m for name, m in regions.items() if name not in BACKGROUND_CLASSES])
