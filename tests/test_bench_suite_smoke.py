@@ -48,6 +48,7 @@ def test_bench_smoke_suite(tmp_path):
         info = scene["steps"][step]
         assert info["command"].startswith(f"semfield {step.replace('_', '-')} ")
         assert info["wall_seconds"] > 0 and info["peak_rss_mb"] > 100
+    assert scene["steps"]["train"]["checkpoint_mb"] > 0.1  # a tiny run's checkpoint, its size on disk
     for key in SUMMARY_KEYS:
         value = res["summary"][key]
         assert value == scene["summary"][key]  # one scene: the mean is that scene

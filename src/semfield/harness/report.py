@@ -79,12 +79,12 @@ def render_report(result: dict[str, Any]) -> str:
         label, spec = FIGURES[key]
         row = [fmt(result["summary"].get(key), spec)] + [fmt(s["summary"].get(key), spec) for s in scenes]
         lines.append(f"| {label} (`{key}`) | " + " | ".join(row) + " |")
-    lines += ["", "Steps (wall seconds, peak RSS MiB):", "", "| scene | step | command | wall s | peak MiB |",
-              "|---|---|---|---|---|"]
+    lines += ["", "Steps (wall seconds, peak RSS MiB, size of the checkpoint a training leaves, MiB):", "",
+              "| scene | step | command | wall s | peak MiB | checkpoint MiB |", "|---|---|---|---|---|---|"]
     for s in scenes:
         for step, info in s["steps"].items():
             lines.append(f"| {s['scene']} | {step} | `{info['command']}` | {info['wall_seconds']:.1f} | "
-                         f"{info['peak_rss_mb']:.0f} |")
+                         f"{info['peak_rss_mb']:.0f} | {fmt(info['checkpoint_mb'], '{:.0f}') if 'checkpoint_mb' in info else ''} |")
     tasks = list(dict.fromkeys(t for s in scenes for t in s.get("eval_seconds", {})))
     if tasks:
         lines += ["", "Evaluation time per task (seconds, inside the eval step):", "",

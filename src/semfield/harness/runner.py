@@ -28,6 +28,7 @@ from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import SemfieldError
 from ..machine import machine_info
 from ..settings import apply_overrides
+from ..train.checkpoint import CHECKPOINT
 from ..train.config import TrainConfig
 from .report import render_report
 from .suites import SceneSpec, Suite, get_suite
@@ -87,6 +88,7 @@ def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[
             shutil.rmtree(run_dir)  # timings of a fresh training, not of a resumed one
         steps["train"] = run_step(["train", str(scene_dir), "--out", str(run_dir), "--config", str(config_file),
                                    "--no-progress"], logs / "train.log")
+        steps["train"]["checkpoint_mb"] = (run_dir / CHECKPOINT).stat().st_size / 2**20
         bar.update(1)
         bar.set_postfix_str(f"{spec.name}: eval")
         steps["eval"] = run_step(["eval", str(run_dir), "--out", str(eval_file), *eval_args, "--no-progress"],
