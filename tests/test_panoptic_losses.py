@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from semfield.panoptic.classify import cluster_labels, label_votes, panoptic_instances, point_labels
+from semfield.panoptic.classify import (
+    cluster_label_scores,
+    cluster_labels,
+    label_cosines,
+    label_votes,
+    panoptic_instances,
+    point_labels,
+)
 from semfield.panoptic.cluster import InstanceClusterer, nearest_centre
 from semfield.panoptic.contrastive import instance_contrastive_loss, mask_centres
 
@@ -101,3 +108,27 @@ def test_cluster_labels_and_panoptic_instances_by_hand():
 def test_label_votes_leave_noise_out():
     votes = label_votes(torch.tensor([2, 2, 0, 1, 1]), torch.tensor([0, 0, 1, -1, 1]), 2, 3)
     assert votes.tolist() == [[0, 0, 2], [1, 1, 0]]
+
+
+def test_cluster_label_scores_find_an_object_its_pixels_call_table():
+    # a teacher that blurs a small object into the table: its pixels are most similar to "table" (0.8 > 0.5)
+    # but resemble "ketchup" far more than the table's pixels do
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # table, ketchup
+    feats = torch.tensor([[1.0, 0.0]] * 6 + [[0.9, 0.3]] * 2)
+    cos = label_cosines(feats, emb)
+    assert cos.argmax(dim=1).tolist() == [0] * 8
+    cluster = torch.tensor([0] * 5 + [-1] + [1, 1])  # the table, one noise point, the object
+    scores = cluster_label_scores(cos, cluster, 2)
+    table_z = (cos - cos.mean(0)) / cos.std(0)
+    torch.testing.assert_close(scores[1], table_z[6])  # the object's mean standardised cosines
+    torch.testing.assert_close(scores[0], table_z[:5].mean(0))  # noise left out
+    assert scores.argmax(dim=1).tolist() == [0, 1]
+
+
+def test_classify_doctests():
+    import doctest
+
+    from semfield.panoptic import classify
+
+    assert doctest.testmod(classify, raise_on_error=False).failed == 0
+

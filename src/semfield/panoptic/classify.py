@@ -20,6 +20,35 @@ def point_labels(features: torch.Tensor, label_embeddings: torch.Tensor, chunk: 
     return torch.cat([(F.normalize(f.float(), dim=-1) @ e.T).argmax(dim=1) for f in features.split(chunk)])
 
 
+def label_cosines(features: torch.Tensor, label_embeddings: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """Cosine ``[N, L]`` of each semantic feature ``[N, D]`` to each label embedding ``[L, D]``."""
+    e = F.normalize(label_embeddings.float(), dim=-1)
+    if features.shape[0] == 0:
+        return torch.zeros(0, e.shape[0])
+    return torch.cat([F.normalize(f.float(), dim=-1) @ e.T for f in features.split(chunk)])
+
+
+def cluster_label_scores(cosines: torch.Tensor, cluster: torch.Tensor, n_clusters: int) -> torch.Tensor:
+    """Mean standardised cosine ``[K, L]`` of each cluster's points to each label.
+
+    Each label's cosines ``[N, L]`` are standardised over all N points (minus their mean, over their standard
+    deviation) before averaging per cluster (points of cluster -1 are left out): a label scores by how much
+    more a cluster resembles it than the scene does. A teacher that blurs small objects into the table they
+    stand on makes "table" every such pixel's most similar label, but the object's own label still rises
+    several standard deviations above its level elsewhere, while the table's rises about one.
+
+    Example:
+        >>> cos = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.5], [0.7, 0.5]])
+        >>> cluster_label_scores(cos, torch.tensor([0, 0, 1, 1]), 2).argmax(dim=1).tolist()
+        [0, 1]
+    """
+    z = (cosines - cosines.mean(dim=0)) / cosines.std(dim=0).clamp(min=1e-6)
+    keep = cluster >= 0
+    sums = torch.zeros(n_clusters, cosines.shape[1]).index_add_(0, cluster[keep].long(), z[keep])
+    counts = torch.bincount(cluster[keep].long(), minlength=n_clusters).clamp(min=1)
+    return sums / counts[:, None]
+
+
 def label_votes(point_label: torch.Tensor, cluster: torch.Tensor, n_clusters: int, n_labels: int) -> torch.Tensor:
     """Counts ``[K, L]`` of points per (cluster, label); points with cluster -1 are left out.
 

@@ -5,12 +5,14 @@
    each with its surface point, and each pixel's label is the one whose text embedding (by the teacher of
    the text head) is most similar to its semantic feature. The instance features are clustered with HDBSCAN
    (:class:`.cluster.InstanceClusterer`).
-2. ``fusion = "semantic"`` (default): a cluster is a thing when at least ``thing_share`` of its HDBSCAN
-   members vote for a thing label (a teacher that blurs small objects into the table they stand on still
-   gives them some votes; stuff regions give none), and takes the thing label most members vote for. A pixel
-   inside a thing cluster (cosine to its centre at least the cluster's ``radius_percentile`` member cosine)
-   belongs to that instance; any other pixel follows its own label: a stuff label joins that label's one
-   stuff segment, a thing label the nearest thing cluster.
+2. ``fusion = "semantic"`` (default): each cluster takes the label that its HDBSCAN members resemble most
+   above the scene's level: the mean over members of each label's cosine standardised over all sampled
+   pixels (:func:`.classify.cluster_label_scores`). A teacher that blurs small objects into the table they
+   stand on makes "table" the nearest label of most of an object's pixels, yet the object's own label rises
+   several standard deviations above its level elsewhere and "table" about one. A pixel inside a thing
+   cluster (cosine to its centre at least the cluster's ``radius_percentile`` member cosine) belongs to that
+   instance; any other pixel follows its own label: a stuff label joins that label's one stuff segment, a
+   thing label the nearest thing cluster.
 3. ``fusion = "instance"`` (PVLFF as published): every pixel takes the nearest centre of any cluster, each
    cluster its members' majority label, and the clusters of one stuff label merge into one segment.
 One set of centres serves every view, so instance ids are the same in every view.
@@ -29,7 +31,7 @@ from ..errors import SemfieldError
 from ..query.engine import QueryEngine
 from ..scene.types import Frame
 from ..train.instance import INSTANCE_HEAD
-from .classify import cluster_labels, label_votes, panoptic_instances, point_labels
+from .classify import cluster_label_scores, cluster_labels, label_cosines, panoptic_instances, point_labels
 from .cluster import InstanceClusterer, nearest_centre
 from .rendered import render_view, sample_views
 
@@ -41,8 +43,8 @@ class PanopticSettings:
     """Clustering: HDBSCAN's ``min_cluster_size`` and ``min_samples`` on ``max_points`` rendered pixels of at
     most ``views`` training views (evenly spaced) rendered at pixel ``stride`` (``seed`` draws the pixels);
     ``text_head``: the head whose features are labelled (default: the run's first text-capable head);
-    ``fusion``: how a pixel's instance is chosen, "semantic" or "instance"; ``thing_share`` and
-    ``radius_percentile``: the semantic fusion's rules (see the module docstring)."""
+    ``fusion``: how a pixel's instance is chosen, "semantic" or "instance"; ``radius_percentile``: the
+    semantic fusion's rule (see the module docstring)."""
 
     min_cluster_size: int = 20
     min_samples: int | None = 5
@@ -52,7 +54,6 @@ class PanopticSettings:
     seed: int = 0
     text_head: str | None = None
     fusion: str = "semantic"
-    thing_share: float = 0.02
     radius_percentile: float = 10.0
 
 
@@ -125,7 +126,8 @@ class ScenePanoptic:
         embeddings = self.engine.embed(self.text_head, self.labels)
         start = time.perf_counter()
         feats = self.sample.features[INSTANCE_HEAD]
-        voted = point_labels(self.sample.features[self.text_head], embeddings)
+        cosines = label_cosines(self.sample.features[self.text_head], embeddings)
+        voted = cosines.argmax(dim=1)
         self.clusterer = InstanceClusterer(s.min_cluster_size, s.min_samples, s.max_points, s.seed).fit(feats)
         n_clusters = self.clusterer.centres_.shape[0]
         if s.fusion == "instance":
@@ -134,7 +136,7 @@ class ScenePanoptic:
             label[label < 0] = 0  # a cluster no sampled pixel chose: never seen, any label
             present_stuff: list[int] = []
         else:
-            label = self._label_clusters(voted)
+            label = self._label_clusters(cosines)
             present_stuff = sorted(set(voted.tolist()) & set(self.stuff_labels))
         # stuff labels seen by the pixels join as centre-less entries: each becomes (or joins) its stuff instance
         cluster_instance, instance_label = panoptic_instances(np.concatenate([label, present_stuff]).astype(np.int64),
@@ -149,18 +151,12 @@ class ScenePanoptic:
         self.instances = self._describe(instance_label, voted)
         return self
 
-    def _label_clusters(self, voted: torch.Tensor) -> np.ndarray:
-        """Semantic fusion: a cluster is a thing when at least ``thing_share`` of its HDBSCAN members vote for
-        a thing label, and then takes the thing label most of them vote for; otherwise its majority label."""
+    def _label_clusters(self, cosines: torch.Tensor) -> np.ndarray:
+        """Semantic fusion: each cluster takes the label with the highest mean standardised cosine over its
+        HDBSCAN members (:func:`.classify.cluster_label_scores`), ``cosines [N, L]`` of the sampled pixels."""
         c = self.clusterer
-        votes = label_votes(voted[c.sample_index_], c.sample_labels_, c.centres_.shape[0], len(self.labels))
-        is_thing = torch.ones(len(self.labels), dtype=torch.bool)
-        is_thing[self.stuff_labels] = False
-        thing_votes = votes[:, is_thing].sum(dim=1)
-        thing = thing_votes >= self.settings.thing_share * votes.sum(dim=1).clamp(min=1)
-        best_thing = torch.where(is_thing[None, :], votes, torch.full_like(votes, -1.0)).argmax(dim=1)
-        label = torch.where(thing & (thing_votes > 0), best_thing, votes.argmax(dim=1))
-        return label.numpy()
+        scores = cluster_label_scores(cosines[c.sample_index_], c.sample_labels_, c.centres_.shape[0])
+        return scores.argmax(dim=1).numpy()
 
     def _cluster_radius(self, feats: torch.Tensor) -> torch.Tensor:
         """Per cluster ``[K]``: the ``radius_percentile`` of its HDBSCAN members' cosine to the centre."""
