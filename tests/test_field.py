@@ -493,6 +493,29 @@ def test_heads_composite_with_detached_weights():
     assert not fld.color.touched.any()
 
 
+def test_unit_head_composites_directions_not_lengths():
+    fld = make_field({"inst": HeadConfig(dim=4, unit=True)})
+    torch.manual_seed(0)
+    vals = fld.heads["inst"].values
+    vals.copy_(F.normalize(torch.randn_like(vals), dim=-1) * torch.empty(vals.shape[0], 1).uniform_(0.1, 10.0))
+    _set_smooth(fld)
+    pts = torch.rand(50, 3) * 1.6 - 0.8
+    torch.testing.assert_close(fld.head_latent("inst", pts).norm(dim=-1), torch.ones(50))
+    o, d, z = _rays()
+    out = render_rays(fld, o, d, z, ropts(max_samples=128, heads=("inst",)))
+    # the rendered feature blends the samples' unit directions by their weights: a vector ten times
+    # longer than its neighbour's does not outweigh it, and no blend is longer than one
+    spts = (o[:, None, :] + d[:, None, :] * out["t"][..., None]).reshape(-1, 3)
+    with torch.no_grad():
+        unit = F.normalize(fld.heads["inst"].lookup_nograd(*trilinear_corners(spts, fld.head_axes["inst"])[:2]), dim=-1)
+        ref = (out["weights"][..., None] * unit.view(*out["t"].shape, 4)).sum(1)
+        far = _boundary_points(fld, o, d)
+        ref = ref + (1 - out["acc"])[:, None] * F.normalize(
+            fld.heads["inst"].lookup_nograd(*trilinear_corners(far, fld.head_axes["inst"])[:2]), dim=-1)
+    torch.testing.assert_close(out["inst"].detach(), ref, atol=1e-5, rtol=1e-4)
+    assert (out["inst"].norm(dim=-1) <= 1 + 1e-5).all()
+
+
 def test_colour_loss_does_reach_density():  # control for the test above
     fld = make_field({"feat": HeadConfig(dim=4)})
     _set_smooth(fld)

@@ -26,13 +26,18 @@ class HeadConfig:
     """A feature head. ``dim``: output width; ``latent``: grid channels (0 = store ``dim`` directly);
     ``voxel_factor``: head voxel size relative to the density grid's; ``loss``: "cosine_mse", "cosine" or "l1"
     (see :func:`semfield.train.features.feature_loss`); ``centre``: learn features minus the teacher's mean
-    feature (added back on decoding), for teachers whose features share a large common component (DINOv2)."""
+    feature (added back on decoding), for teachers whose features share a large common component (DINOv2);
+    ``unit``: every sample's value is a direction (normalised before compositing), so a rendered feature is
+    the opacity-weighted blend of the directions along the ray and no surface outweighs another by the
+    length of its vector (the instance head: a contrastive loss on rendered features leaves lengths free,
+    and objects grew vectors twice the table's, so a ray grazing an object took the object's direction)."""
 
     dim: int
     latent: int = 0
     voxel_factor: float = 2.0
     loss: str = "cosine_mse"
     centre: bool = True  # learn the teacher's features minus their mean (set by the trainer), add it back
+    unit: bool = False  # each sample's grid value is normalised to unit length before compositing
 
 
 @dataclass
@@ -234,7 +239,8 @@ class GridField(nn.Module):
     def head_latent(self, name: str, points: torch.Tensor) -> torch.Tensor:
         """Head ``name``'s grid values ``[P, latent or dim]`` at ``points [P, 3]`` (before the decoder)."""
         idx, w, _ = trilinear_corners(points, self.head_axes[name])
-        return self.heads[name].lookup(idx, w)
+        values = self.heads[name].lookup(idx, w)
+        return F.normalize(values, dim=-1, eps=1e-8) if self.config.heads[name].unit else values
 
     def head_mean(self, name: str) -> torch.Tensor:
         """The teacher's mean feature ``[dim]`` that decoding adds to head ``name``'s centred output."""
