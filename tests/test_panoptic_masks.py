@@ -11,7 +11,7 @@ from semfield.errors import SemfieldError
 from semfield.panoptic.mask_source import masks_cached
 from semfield.panoptic.masks_dino import dino_segments
 from semfield.panoptic.masks_simulated import base_segments, simulate_masks
-from semfield.train.instance import InstanceMasks, InstanceSettings
+from semfield.train.instance import InstanceMasks, InstanceSettings, mask_interiors
 
 
 def _toy_view():
@@ -122,13 +122,13 @@ def test_mask_cache_round_trip(tmp_path):
 
 
 class _Bank:
-    """The parts of a RayBank the sampler reads: two 4 x 3 views, every pixel a ray."""
+    """The parts of a RayBank the sampler reads: ``views`` views of ``h x w`` pixels, every pixel a ray."""
 
-    def __init__(self):
+    def __init__(self, views: int = 2, h: int = 4, w: int = 3):
         idx, pix = [], []
-        for k in range(2):
-            for y in range(4):
-                for x in range(3):
+        for k in range(views):
+            for y in range(h):
+                for x in range(w):
                     idx.append(k)
                     pix.append((x + 0.5, y + 0.5))
         self.image_index = torch.tensor(idx, dtype=torch.int32)
@@ -148,11 +148,46 @@ def test_contrastive_batches_sample_masks_of_one_view():
     y, x = (bank.pixel[rays, 1] - 0.5).long(), (bank.pixel[rays, 0] - 0.5).long()
     drawn = torch.as_tensor(seg0)[y, x]
     assert (drawn >= 0).all()
-    # groups are the view's masks, each drawn about equally often
+    # groups are the view's masks (these have no interior: their interior draws take any of their pixels)
     counts = torch.bincount(group, minlength=3)
     assert counts.min() > 60
     for gid in range(3):
         assert len(torch.unique(drawn[group == gid])) == 1
+
+
+def test_mask_interiors_keep_pixels_away_from_other_masks():
+    seg = np.full((12, 12), 2, dtype=np.int64)
+    seg[3:9, 3:9] = 0
+    seg[5, 10] = 1  # a one-pixel mask: no interior, kept whole
+    seg[0, :] = -1  # no mask: a border like any other
+    inner = mask_interiors(seg, 1.5)
+    assert (inner[4:8, 4:8] == 0).all() and (inner[3, 3:9] == -1).all() and (inner[2, 3:9] == -1).all()
+    assert inner[5, 10] == 1 and (inner[4:7, 9:12][inner[4:7, 9:12] != 1] == -1).all()
+    assert (inner[1] == -1).all() and inner[11, 0] == 2  # the image border is not a mask border
+    np.testing.assert_array_equal(mask_interiors(seg, 0.0), seg)
+
+
+def test_contrastive_batches_draw_interiors_and_borders_without_bias():
+    """Interior draws keep interior_px from every border; the uniform draws sample a small object's border
+    band as densely per pixel as the table's band around it (the bias that grew halos round objects)."""
+    seg = np.ones((30, 30), dtype=np.int64)
+    seg[10:20, 10:20] = 0  # a 10 x 10 object on a 900-pixel table
+    settings = InstanceSettings(views_per_step=1, pixels_per_view=40000, interior_px=2.0, uniform_share=0.5)
+    masks = InstanceMasks([seg], _Bank(1, 30, 30), settings)
+    pixel, group, _ = masks.sample(torch.Generator().manual_seed(0))
+    y, x = pixel // 30, pixel % 30
+    view_seg = torch.as_tensor(seg)
+    assert (view_seg[y, x] == group).all()  # every pixel keeps its own mask
+    inner, uniform = slice(0, 20000), slice(20000, None)
+    assert (torch.as_tensor(mask_interiors(view_seg.numpy(), 2.0))[y[inner], x[inner]] >= 0).all()
+    counts = torch.bincount(group[inner], minlength=2)
+    assert abs(int(counts[0]) - 10000) < 300  # interiors: each mask half of the draws
+    rate = torch.bincount(pixel[uniform], minlength=900).float().view(30, 30) / 20000 * 900  # 1 = uniform
+    inside_band = rate[10:20, 10:20].clone()
+    inside_band[2:8, 2:8] = float("nan")
+    outside_band = rate[8:22, 8:22].clone()
+    outside_band[2:12, 2:12] = float("nan")
+    assert abs(float(inside_band.nanmean()) - 1.0) < 0.1 and abs(float(outside_band.nanmean()) - 1.0) < 0.1
 
 
 def test_instance_settings_reject_bad_values():
@@ -160,3 +195,5 @@ def test_instance_settings_reject_bad_values():
         InstanceSettings.from_dict({"temperature": 0})
     with pytest.raises(SemfieldError):
         InstanceSettings.from_dict({"colour": 1})
+    with pytest.raises(SemfieldError):
+        InstanceSettings.from_dict({"uniform_share": 1.5})

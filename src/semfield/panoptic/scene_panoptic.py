@@ -44,7 +44,9 @@ class PanopticSettings:
     most ``views`` training views (evenly spaced) rendered at pixel ``stride`` (``seed`` draws the pixels);
     ``text_head``: the head whose features are labelled (default: the run's first text-capable head);
     ``fusion``: how a pixel's instance is chosen, "semantic" or "instance"; ``radius_percentile``: the
-    semantic fusion's rule (see the module docstring)."""
+    semantic fusion's rule (see the module docstring). A low percentile (generous radius) suits an instance
+    field without halos (see :mod:`semfield.train.instance`): on two quick-suite scenes 3 gave PQ 69.7 and
+    69.0 where 10 gave 63.2 and 66.5, the pixels lost being object pixels the label teacher calls table."""
 
     min_cluster_size: int = 20
     min_samples: int | None = 5
@@ -54,7 +56,7 @@ class PanopticSettings:
     seed: int = 0
     text_head: str | None = None
     fusion: str = "semantic"
-    radius_percentile: float = 10.0
+    radius_percentile: float = 3.0
 
 
 @dataclass
