@@ -215,6 +215,46 @@ def distill_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     return lines + [""]
 
 
+def panoptic_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
+    """The panoptic benchmark (bench/bench_panoptic.py): one scene, one mask source."""
+    s, scene, masks = res["panoptic"], res["scene"], res.get("mask_quality_train_views", {})
+    run, base = res.get("instance_run", {}), res.get("baseline")
+    lines = [f"## Panoptic segmentation: `{path.parent.name}`", "",
+             (f"**{scene['label']}, {res['masks_label']}.** One run with the simulated label teacher and an "
+              "instance head; scene-level panoptic quality on the test views."), "",
+             "```", res["command"], "```", "",
+             f"- Machine: {_machine(res.get('machine', {}), [])}",
+             f"- Code: commit {((res.get('git') or {}).get('commit') or 'unknown')[:12]}"
+             + (" (uncommitted changes)" if (res.get("git") or {}).get("dirty") else ""),
+             f"- Results: `{os.path.relpath(path, output.parent)}`", "",
+             "| figure | value | target | meets target |", "|---|---|---|---|"]
+    targets = {"pq": [">=", 70.0], "added_training_cost_percent": ["<=", 30.0], "cluster_seconds": ["<=", 10.0]}
+    cost = 100.0 * res["added_training_cost"] if "added_training_cost" in res else None
+    rows = (("pq", "PQ, scene level", s.get("pq"), ".1f"), ("sq", "SQ", s.get("sq"), ".1f"),
+            ("rq", "RQ", s.get("rq"), ".1f"), ("pq_things", "PQ things", s.get("pq_things"), ".1f"),
+            ("pq_stuff", "PQ stuff", s.get("pq_stuff"), ".1f"), ("mcov", "thing coverage (mCov)", s.get("mcov"), ".1f"),
+            ("precision", "thing precision", s.get("precision"), ".1f"),
+            ("recall", "thing recall", s.get("recall"), ".1f"),
+            ("cluster_seconds", "clustering + labelling (s)", s.get("cluster_seconds"), ".2f"),
+            ("render_seconds", "rendering the sampled training views (s)", s.get("render_seconds"), ".1f"),
+            ("train_seconds", "training time with the instance head (s)", run.get("train_seconds"), ".1f"),
+            ("baseline_seconds", "training time without it (s)", (base or {}).get("train_seconds"), ".1f"),
+            ("added_training_cost_percent", "added training cost (%)", cost, ".1f"),
+            ("mask_mcov", "2D masks on the training views: object coverage", masks.get("mcov"), ".1f"),
+            ("mask_precision", "2D masks: precision (IoU > 0.5)", masks.get("precision"), ".1f"),
+            ("mask_recall", "2D masks: recall (IoU > 0.5)", masks.get("recall"), ".1f"),
+            ("masks_per_view", "2D masks per view", masks.get("masks_per_view"), ".1f"))
+    for key, label, value, spec in rows:
+        target, ok = _target_cells(key, value, targets)
+        lines.append(f"| {label} | {_fmt(value, spec)} | {target} | {ok} |")
+    pictures = res.get("pictures") or []
+    if pictures:
+        lines += ["", "Pictures: " + ", ".join(f"`{os.path.relpath(path.parent / p, output.parent)}`"
+                                               for p in pictures) + "."]
+    lines += ["", *[f"- {note}" for note in res.get("notes", [])]]
+    return lines + [""]
+
+
 def suite_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """A ``semfield bench`` suite: its own report (:func:`semfield.harness.report.render_report`), one
     heading level down, with the results file named."""
@@ -249,6 +289,8 @@ def render(paths: list[Path], output: Path) -> str:
             lines += train_section(res, path, output)
         elif res.get("benchmark") == "distill":
             lines += distill_section(res, path, output)
+        elif res.get("benchmark") == "panoptic":
+            lines += panoptic_section(res, path, output)
         else:
             lines += [f"## `{path.parent.name}`", "", f"(unknown benchmark kind {res.get('benchmark')!r})", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -1,5 +1,6 @@
 """Smoke test of the training benchmark: bench/bench_train.py on the tiny preset for a few seconds, then
-bench/make_benchmarks_md.py into a temporary file (the real BENCHMARKS.md is not touched)."""
+bench/make_benchmarks_md.py into a temporary file (the real BENCHMARKS.md is not touched); and the panoptic
+benchmark's section from a hand-made results.json."""
 
 from __future__ import annotations
 
@@ -66,3 +67,31 @@ def test_bench_train_and_benchmarks_md(tmp_path):
     assert f"{res['summary']['psnr_test']:.2f}" in text
     assert "≥ 26 dB" in text and "≤ 0.08" in text and "≤ 4096 MB" in text and "≤ 120 s" in text
     assert "](results/smoke/curve.png)" in text
+
+
+def test_benchmarks_md_panoptic_section(tmp_path):
+    """A bench_panoptic results.json becomes a section with its figures and their targets."""
+    res = {"benchmark": "panoptic", "command": "python bench/bench_panoptic.py --scene default --out X",
+           "git": {"commit": "abc123def4567890", "dirty": False}, "machine": {"cpu": "cpu", "cores": 2},
+           "scene": {"label": "default generated scene, seed 0"}, "masks": "dino", "masks_label": "dino masks",
+           "notes": ["dino masks = k-means over DINOv2 patch features"],
+           "baseline": {"train_seconds": 100.0}, "instance_run": {"train_seconds": 125.0},
+           "added_training_cost": 0.25,
+           "mask_quality_train_views": {"mcov": 55.0, "precision": 40.0, "recall": 60.0, "masks_per_view": 12.5},
+           "panoptic": {"pq": 61.4, "sq": 80.0, "rq": 75.0, "pq_things": 55.0, "pq_stuff": 80.0, "mcov": 66.0,
+                        "precision": 70.0, "recall": 80.0, "cluster_seconds": 12.5, "render_seconds": 20.0},
+           "pictures": ["panoptic_test_views.png"]}
+    (tmp_path / "results" / "pan").mkdir(parents=True)
+    (tmp_path / "results" / "pan" / "results.json").write_text(json.dumps(res))
+    md = tmp_path / "BENCHMARKS.md"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "make_benchmarks_md.py"), "--results-glob",
+                           str(tmp_path / "results" / "*" / "results.json"), "--suite-glob",
+                           str(tmp_path / "none" / "*.json"), "--output", str(md)],
+                          capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    text = md.read_text()
+    assert "## Panoptic segmentation: `pan`" in text and "dino masks" in text and res["command"] in text
+    assert "| PQ, scene level | 61.4 | ≥ 70 | **no** |" in text
+    assert "| added training cost (%) | 25.0 | ≤ 30 | yes |" in text
+    assert "| clustering + labelling (s) | 12.50 | ≤ 10 | **no** |" in text
+    assert "| 2D masks per view | 12.5 |  |  |" in text and "`results/pan/panoptic_test_views.png`" in text
