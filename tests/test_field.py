@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from semfield.field import FieldConfig, GridField, HeadConfig
-from semfield.field.renderer import RenderOptions, render_image, render_rays
+from semfield.field.renderer import RenderOptions, render_image, render_rays, sample_steps
 from semfield.field.sparse_grid import SparseGrid
 from semfield.field.warp import make_axis, trilinear_corners, vertex_to_world, world_to_vertex
 from semfield.render.rays import image_rays
@@ -464,6 +464,54 @@ def test_render_opaque_slab_depth_and_colour():
     assert out["acc"][2] < 1e-3
     assert out["distance"][2].item() == pytest.approx(1.9, abs=1e-3)
     torch.testing.assert_close(out["rgb"][2], torch.tensor(col_b), atol=2e-3, rtol=0)
+
+
+def test_packed_occupied_samples_render_like_every_candidate():
+    """The renderer keeps only each ray's occupied candidates: colour, depths, opacity and the losses on
+    its samples equal a dense composite of every candidate with the empty ones at zero density."""
+    from semfield.render.composite import (
+        alpha_from_density,
+        distortion_loss,
+        expected_depth,
+        median_depth,
+        weights_from_alpha,
+    )
+    from semfield.render.sampling import ray_aabb
+
+    fld = make_field()
+    _randomise_mlp(fld)
+    p = _vertex_pos(fld)
+    blobs = ((p - torch.tensor([0.2, 0.0, 0.1])).norm(dim=-1) < 0.3) | ((p - torch.tensor([-0.5, 0.4, -0.3])).norm(dim=-1) < 0.2)
+    fld.density.values = torch.where(blobs, 2.0, -30.0)[:, None].contiguous()
+    torch.manual_seed(1)
+    fld.color.values.normal_()
+    fld.refresh_occupancy()
+    fld.occupancy_ready = True
+    o = torch.rand(64, 3) * 1.6 - 0.8
+    d = F.normalize(torch.randn(64, 3), dim=-1)
+    opts = ropts(max_samples=256, min_transmittance=0.0, min_alpha=0.0)
+    with torch.no_grad():
+        out = render_rays(fld, o, d, torch.ones(64), opts)
+        near, far, _ = ray_aabb(o, d, torch.as_tensor(fld.outer_aabb, dtype=o.dtype), near_min=opts.near)
+        t, deltas = sample_steps(near, far, opts.step_voxels * fld.voxel, opts.max_samples, False)
+        R, S = t.shape
+        pts = (o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)
+        raw_min = fld.raw_for_sigma(-math.log1p(-opts.occupied_alpha) / fld.voxel)
+        occupied = (deltas > 0) & (fld.pooled_raw(pts).view(R, S) > raw_min)
+        idx, w, _ = fld.corners(pts)
+        sigma = fld.sigma(idx, w).view(R, S) * occupied
+        weights, t_final = weights_from_alpha(alpha_from_density(sigma, deltas))
+        rgb = torch.einsum("rs,rsc->rc", weights, fld.rgb(idx, w, d.repeat_interleave(S, 0)).view(R, S, 3))
+        fidx, fw, _ = fld.corners(_boundary_points(fld, o, d))
+        rgb = rgb + t_final[:, None] * fld.rgb(fidx, fw, d)
+    assert 0 < out["t"].shape[1] < S / 2  # most candidates are empty space
+    assert (out["t"].diff(dim=1) >= 0).all()
+    torch.testing.assert_close(out["rgb"], rgb, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["acc"], weights.sum(-1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out["distance"], expected_depth(weights, t, far), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["median_distance"], median_depth(weights, t, far))
+    torch.testing.assert_close(distortion_loss(out["weights"], out["t"], out["deltas"]),
+                               distortion_loss(weights, t, deltas), atol=1e-6, rtol=1e-4)
 
 
 def _boundary_points(fld, o, d):

@@ -3,7 +3,9 @@
 1. Candidate samples at a fixed step along each ray (``step_voxels`` times the field's current voxel size,
    jittered within each step when training), between the ray's entry into and exit from the outer box.
 2. Candidates in empty space — where the field's max-pooled density (a conservative occupancy grid) gives
-   an opacity below ``occupied_alpha`` per voxel — are skipped: no grid lookup at all.
+   an opacity below ``occupied_alpha`` per voxel — are skipped: no grid lookup at all. Each ray's occupied
+   candidates are packed to the front of a ``[R, S]`` block (S = the most any ray has, a few times fewer
+   than the candidates), so compositing never touches empty space.
 3. The density of the occupied candidates is read without gradient to find how far each ray still sees;
    only the samples with transmittance above ``min_transmittance`` are read again with autograd, so the
    gradient scatter is paid at the ray's first surface, not behind it.
@@ -63,6 +65,27 @@ def sample_steps(near: torch.Tensor, far: torch.Tensor, step: float, max_samples
     return t, deltas
 
 
+def pack_occupied(occupied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Where each ray's occupied candidates go when they are packed to the front of a narrower block.
+
+    Args:
+        occupied: ``[R, C]`` bool, candidate samples worth evaluating.
+    Returns:
+        ``src [N]`` flat candidate indices (row-major in ``[R, C]``) of the occupied ones, ``dst [N]`` their
+        flat indices in the packed ``[R, S]`` block (same order: rays, then along the ray), and ``S`` (the
+        most occupied candidates of any ray; at least 1).
+
+    >>> src, dst, S = pack_occupied(torch.tensor([[False, True, True], [True, False, False]]))
+    >>> src.tolist(), dst.tolist(), S
+    ([1, 2, 3], [0, 1, 2], 2)
+    """
+    R, C = occupied.shape
+    S = max(1, int(occupied.sum(dim=1).max())) if R else 1
+    src = occupied.reshape(-1).nonzero().squeeze(1)
+    rank = occupied.cumsum(dim=1).reshape(-1)[src] - 1  # position along the ray among the occupied ones
+    return src, (src // C) * S + rank, S
+
+
 def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per_t: torch.Tensor,
                 opts: RenderOptions, stratified: bool = False, generator: torch.Generator | None = None,
                 head_rays: int | None = None, centred_heads: bool = False, colour: bool = True):
@@ -80,35 +103,43 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         dict with ``rgb [R, 3]``, ``depth [R]`` (planar, camera z), ``distance [R]`` (along the ray),
         ``median_depth [R]``, ``median_distance [R]`` (where the accumulated weight reaches 1/2),
         ``acc [R]`` (opacity of the samples, without the boundary), ``weights [R, S]``, ``alpha [R, S]``,
-        ``t [R, S]``, ``deltas [R, S]``,
+        ``t [R, S]``, ``deltas [R, S]`` (the occupied samples of each ray in order, padded at ``far`` with
+        zero intervals; S = the most occupied samples of any ray, see :func:`pack_occupied`),
         ``samples`` (counts of candidate, occupied, seen and coloured samples), and one ``[R_h, dim]`` entry per head
         in ``opts.heads`` (``R_h`` = min(R, head_rays)). Head features are composited with detached weights: they never move geometry.
     """
     R = origins.shape[0]
     aabb = torch.as_tensor(fld.outer_aabb, device=origins.device, dtype=origins.dtype)
     near, far, _ = ray_aabb(origins, dirs, aabb, near_min=opts.near)
-    t, deltas = sample_steps(near, far, opts.step_voxels * fld.voxel, opts.max_samples, stratified, generator)
-    S = t.shape[1]
-    pts = (origins[:, None, :] + dirs[:, None, :] * t[..., None]).reshape(-1, 3)
-    flat_deltas = deltas.reshape(-1)
+    t_cand, deltas_cand = sample_steps(near, far, opts.step_voxels * fld.voxel, opts.max_samples, stratified,
+                                       generator)
+    n_cand = t_cand.shape[1]
+    pts = (origins[:, None, :] + dirs[:, None, :] * t_cand[..., None]).reshape(-1, 3)
 
     with torch.no_grad():
         # occupied: the pooled density makes one voxel more opaque than occupied_alpha, whatever the step
         # (compared on raw values: no activation on the many candidates; all candidates lie in the box).
         raw_min = fld.raw_for_sigma(-math.log1p(-opts.occupied_alpha) / fld.voxel)
-        occupied = flat_deltas > 0
+        occupied = deltas_cand.reshape(-1) > 0
         if fld.occupancy_ready:
             occupied &= fld.pooled_raw(pts) > raw_min
-        occ = occupied.nonzero().squeeze(1)
-        idx, w, _ = fld.corners(pts[occ])
+        src, occ, S = pack_occupied(occupied.view(R, n_cand))
+    # Empty candidates have zero opacity: they change no weight, depth or loss, so every ray keeps only its
+    # occupied ones, in order, in a [R, S] block (S = the most any ray has); padding sits at ``far`` with a
+    # zero interval. ``occ`` are the packed positions of the candidates ``src``.
+    t = far.detach()[:, None].expand(R, S).reshape(-1).index_put((occ,), t_cand.reshape(-1)[src]).view(R, S)
+    deltas = torch.zeros(R * S, device=pts.device, dtype=pts.dtype).index_put(
+        (occ,), deltas_cand.reshape(-1)[src]).view(R, S)
+    with torch.no_grad():
+        idx, w, _ = fld.corners(pts[src])
         sig_occ = fld.activate_density(fld.density.lookup_nograd(idx, w).squeeze(-1))
         sigma_ng = torch.zeros(R * S, device=pts.device, dtype=pts.dtype).index_copy_(0, occ, sig_occ)
         _, _, trans_ng = weights_from_alpha(alpha_from_density(sigma_ng.view(R, S), deltas),
                                             return_transmittance=True)
         seen_sub = (trans_ng.reshape(-1)[occ] > opts.min_transmittance).nonzero().squeeze(1)
-    seen = occ[seen_sub]
+    seen, seen_src = occ[seen_sub], src[seen_sub]
     if pts.requires_grad:  # rays that need gradients (pose refinement): corners through autograd
-        idx, w, _ = fld.corners(pts[seen])
+        idx, w, _ = fld.corners(pts[seen_src])
     else:
         idx, w = idx[seen_sub], w[seen_sub]
     if torch.is_grad_enabled():
@@ -122,7 +153,7 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
     # Colour where the ray still sees and the sample is not empty. A sample with high transmittance but
     # tiny alpha keeps its colour, or it could never grow into a surface.
     colour_sub = (alpha.detach().reshape(-1)[seen] > opts.min_alpha).nonzero().squeeze(1)
-    keep = seen[colour_sub]
+    keep, keep_src = seen[colour_sub], seen_src[colour_sub]
     acc = weights.sum(dim=-1)
     if not colour:
         rgb = torch.zeros(R, 3, device=origins.device, dtype=weights.dtype)
@@ -144,11 +175,12 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
     out = {"rgb": rgb, "depth": distance * z_per_t, "distance": distance, "acc": acc,
            "median_depth": median * z_per_t, "median_distance": median,
            "weights": weights, "alpha": alpha, "t": t, "deltas": deltas,
-           "samples": {"candidates": R * S, "occupied": int(occ.numel()), "seen": int(seen.numel()),
+           "samples": {"candidates": R * n_cand, "occupied": int(occ.numel()), "seen": int(seen.numel()),
                        "coloured": int(keep.numel())}}
     if opts.heads:
         n_head = R if head_rays is None else min(R, head_rays)
-        hk = keep[keep < n_head * S]  # the first n_head rays carry features
+        head_sub = (keep < n_head * S).nonzero().squeeze(1)  # the first n_head rays carry features
+        hk, hk_src = keep[head_sub], keep_src[head_sub]
         wd = weights.detach().reshape(-1)[hk]
         weight_h = acc.detach()[:n_head]
         if opts.background == "boundary":
@@ -156,7 +188,7 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         for name in opts.heads:
             # The decoder is affine, so compositing latents and decoding once per ray equals decoding
             # every sample: sum_i w_i (A z_i + b) = A (sum_i w_i z_i) + b * acc.
-            latent = fld.head_latent(name, pts[hk])
+            latent = fld.head_latent(name, pts[hk_src])
             comp = torch.zeros(n_head, latent.shape[1], device=latent.device, dtype=latent.dtype).index_add(
                 0, hk // S, latent * wd[:, None])
             if opts.background == "boundary":  # the outer box is a surface: walls seen through it get features
