@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--no-baseline", action="store_true", help="skip the run without instance head")
     p.add_argument("--set", dest="sets", action="append", default=[], help="TrainConfig override key=value")
+    p.add_argument("--mask-option", dest="mask_options", action="append", default=[],
+                   help="option of the mask source, key=value (e.g. n_clusters=8 for dino masks)")
     p.add_argument("--views", type=int, default=8, help="test views in the picture")
     return p.parse_args(argv)
 
@@ -84,10 +86,16 @@ def _scene(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 
 
 def train_run(transforms: Path, run_dir: Path, config) -> dict[str, Any]:
-    """Prepare (teachers, masks; timed) and train one run; returns timings."""
+    """Prepare (teachers, masks; timed) and train one run from scratch; returns timings.
+
+    A run left in ``run_dir`` by an earlier benchmark is removed first: with the same settings the trainer
+    would resume it, and its training time and masks could come from older code."""
+    import shutil
+
     from semfield.pipeline import prepare_training
     from semfield.train.trainer import Trainer
 
+    shutil.rmtree(run_dir, ignore_errors=True)
     start = time.perf_counter()
     scene, config, targets, _, segments = prepare_training(transforms, run_dir, config, progress=False)
     prepare = time.perf_counter() - start
@@ -168,7 +176,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = apply_overrides(TrainConfig(seed=args.seed, iterations=args.iterations, threads=args.threads,
                                        teachers={"label": {"kind": "label"}}),
                            dict(parse_assignment(s) for s in args.sets))
-    with_instance = apply_overrides(base, {"instance": {"masks": {"kind": args.masks}}})
+    mask_spec = {"kind": args.masks, **dict(parse_assignment(s) for s in args.mask_options)}
+    with_instance = apply_overrides(base, {"instance": {"masks": mask_spec}})
     results: dict[str, Any] = {"benchmark": "panoptic", "command": command_line(), "git": git_info(),
                                "machine": machine_info(), "scene": scene_info, "masks": args.masks,
                                "masks_label": "simulated masks" if args.masks == "simulated" else f"{args.masks} masks",

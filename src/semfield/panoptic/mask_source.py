@@ -95,7 +95,7 @@ class DinoMasks:
         self.teacher, self.cache_root, self.options = teacher, cache_root, dict(options)
 
     def settings(self) -> dict:
-        return {"kind": self.kind, "teacher": self.teacher.settings(), "options": self.options, "version": 1}
+        return {"kind": self.kind, "teacher": self.teacher.settings(), "options": self.options, "version": 2}
 
     def masks(self, image: torch.Tensor, frame: Frame | None) -> np.ndarray:
         from ..teachers.cache import extract_cached

