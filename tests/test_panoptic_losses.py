@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from semfield.errors import SemfieldError
 from semfield.panoptic.classify import (
     cluster_label_scores,
     cluster_labels,
@@ -92,6 +93,28 @@ def test_nearest_centre_and_clusterer_find_separated_groups():
     assert len(np.unique(pred)) == 4
     centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert nearest_centre(torch.tensor([[3.0, 1.0], [0.1, 0.2], [-1.0, 0.0]]), centres).tolist() == [0, 1, 1]
+
+
+def test_leaf_selection_keeps_two_close_groups_that_excess_of_mass_merges():
+    """Two instances with similar features (a parent with two children in HDBSCAN's tree): "eom" may keep
+    the parent (what collapsed a full-suite scene to 2 clusters), "leaf" keeps the children."""
+    rng = np.random.default_rng(0)
+    directions = np.eye(6, dtype=np.float32)[:4].copy()
+    directions[3] = directions[2]
+    directions[3, 3] = 0.3
+    directions[3] /= np.linalg.norm(directions[3])
+    truth = rng.integers(0, 4, size=2000)
+    feats = torch.as_tensor(directions[truth] + 0.05 * rng.standard_normal((2000, 6)).astype(np.float32))
+    eom = InstanceClusterer(min_cluster_size=30, min_samples=5, max_points=1500, seed=0, selection="eom").fit(feats)
+    assert eom.centres_.shape[0] == 3
+    leaf = InstanceClusterer(min_cluster_size=30, min_samples=5, max_points=1500, seed=0).fit(feats)
+    assert leaf.centres_.shape[0] == 4
+    pred = leaf.predict(feats).numpy()
+    majority = [np.bincount(pred[truth == k]).argmax() for k in range(4)]
+    assert len(set(majority)) == 4
+    assert min(float((pred[truth == k] == majority[k]).mean()) for k in range(4)) > 0.9
+    with pytest.raises(SemfieldError, match="leaf"):
+        InstanceClusterer(selection="dbscan")
 
 
 def test_cluster_labels_and_panoptic_instances_by_hand():

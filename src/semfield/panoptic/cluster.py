@@ -31,6 +31,9 @@ class InstanceClusterer:
         min_samples: HDBSCAN's density estimate neighbourhood (default: ``min_cluster_size``).
         max_points: at most this many features are clustered (a uniform random sample).
         seed: sampling seed.
+        selection: HDBSCAN's ``cluster_selection_method``: "leaf" (the leaves of the condensed tree) or
+            "eom" (excess of mass). "eom" may keep one parent cluster over all its children: on one scene of
+            the full suite it returned 2 clusters for 10 objects (PQ 20.7; "leaf": 12 clusters, PQ 63.3).
 
     Attributes (after :meth:`fit`):
         centres_: ``[K, D]`` unit cluster centres, largest cluster first.
@@ -41,9 +44,12 @@ class InstanceClusterer:
     """
 
     def __init__(self, min_cluster_size: int = 50, min_samples: int | None = None, max_points: int = 20000,
-                 seed: int = 0):
+                 seed: int = 0, selection: str = "leaf"):
         if min_cluster_size < 2:
             raise SemfieldError(f"min_cluster_size must be at least 2, got {min_cluster_size}")
+        if selection not in ("leaf", "eom"):
+            raise SemfieldError(f'cluster selection must be "leaf" or "eom", got {selection!r}')
+        self.selection = selection
         self.min_cluster_size, self.min_samples = int(min_cluster_size), min_samples
         self.max_points, self.seed = int(max_points), int(seed)
 
@@ -59,7 +65,7 @@ class InstanceClusterer:
         pick = np.sort(rng.choice(n, size=min(n, self.max_points), replace=False))
         sample = F.normalize(features[torch.as_tensor(pick)].float(), dim=-1)
         labels = HDBSCAN(min_cluster_size=self.min_cluster_size, min_samples=self.min_samples,
-                         copy=True).fit(sample.numpy()).labels_
+                         cluster_selection_method=self.selection, copy=True).fit(sample.numpy()).labels_
         ids, counts = np.unique(labels[labels >= 0], return_counts=True)
         if ids.size == 0:  # all noise: one instance
             ids, counts, labels = np.array([0]), np.array([n]), np.zeros_like(labels)
