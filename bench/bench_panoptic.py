@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from semfield.atomic import atomic_write_json
+    from semfield.errors import SemfieldError
     from semfield.panoptic import evaluate_run
     from semfield.panoptic.outputs import write_panoptic
     from semfield.run import load_run
@@ -176,6 +177,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = apply_overrides(TrainConfig(seed=args.seed, iterations=args.iterations, threads=args.threads,
                                        teachers={"label": {"kind": "label"}}),
                            dict(parse_assignment(s) for s in args.sets))
+    bad = [s for s in args.mask_options if "=" not in s]
+    if bad:
+        raise SemfieldError(f"--mask-option expects key=value, got {bad[0]!r}")
     mask_spec = {"kind": args.masks, **dict(parse_assignment(s) for s in args.mask_options)}
     with_instance = apply_overrides(base, {"instance": {"masks": mask_spec}})
     results: dict[str, Any] = {"benchmark": "panoptic", "command": command_line(), "git": git_info(),
@@ -228,4 +232,10 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from semfield.errors import SemfieldError
+
+    try:
+        main()
+    except SemfieldError as exc:  # bad input (a scene, a --set or --mask-option): one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

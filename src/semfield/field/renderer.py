@@ -124,9 +124,8 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         if fld.occupancy_ready:
             occupied &= fld.pooled_raw(pts) > raw_min
         src, occ, S = pack_occupied(occupied.view(R, n_cand))
-    # Empty candidates have zero opacity: they change no weight, depth or loss, so every ray keeps only its
-    # occupied ones, in order, in a [R, S] block (S = the most any ray has); padding sits at ``far`` with a
-    # zero interval. ``occ`` are the packed positions of the candidates ``src``.
+    # Empty candidates have zero opacity and change no weight, depth or loss: only the occupied ones are
+    # kept (``occ``: their packed positions, ``src``: their candidate indices); padding sits at ``far``.
     t = far.detach()[:, None].expand(R, S).reshape(-1).index_put((occ,), t_cand.reshape(-1)[src]).view(R, S)
     deltas = torch.zeros(R * S, device=pts.device, dtype=pts.dtype).index_put(
         (occ,), deltas_cand.reshape(-1)[src]).view(R, S)
