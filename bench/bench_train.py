@@ -42,7 +42,8 @@ CURVE_COLUMNS = ("train_seconds", "iterations", "psnr", "ssim", "depth_abs_rel",
                  "depth_rmse")
 FINAL_METRICS = ("psnr_test", "ssim_test", "depth_abs_rel_test", "depth_abs_rel_fg_test", "depth_rmse_test",
                  "depth_abs_rel_expected_test", "depth_abs_rel_fg_expected_test")
-RUN_FIGURES = FINAL_METRICS + ("train_seconds", "iterations", "peak_rss_mb", "wall_seconds", "eval_seconds")
+RUN_FIGURES = FINAL_METRICS + ("train_seconds", "iterations", "peak_rss_mb", "peak_gpu_mb", "wall_seconds",
+                                "eval_seconds")
 # Targets of the training issue: (metric, comparison, value).
 TARGETS = {"psnr_test": (">=", 26.0), "depth_abs_rel_fg_test": ("<=", 0.08), "peak_rss_mb": ("<=", 4096.0),
            "train_seconds": ("<=", 120.0)}
@@ -65,11 +66,11 @@ def build_config(train_seed: int, budget: float, sets: list[str]):
     return apply_overrides(TrainConfig(), overrides)
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(device: str = "cpu") -> dict[str, Any]:
     """The machine facts every results.json records (:func:`semfield.machine.machine_info`)."""
     from semfield.machine import machine_info as info
 
-    return info()
+    return info(device)
 
 
 def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
@@ -226,6 +227,8 @@ def child_main(args: argparse.Namespace) -> None:
         "peak_rss_mb_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "child_wall_seconds": time.perf_counter() - wall_start,
         "torch_threads": torch.get_num_threads(),
+        "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2**20 if config.device.startswith("cuda")
+                        else None),
         "config": config.to_dict(),
         "psnr_by_class": final["psnr_by_class_test"],
         "per_view": final["per_view"],
@@ -360,7 +363,7 @@ def print_table(results: dict[str, Any]) -> None:
 def parent_main(args: argparse.Namespace) -> None:
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    build_config(args.seed, args.budget, args.set)  # a bad --set fails now, before any work
+    device = build_config(args.seed, args.budget, args.set).device  # a bad --set fails now, before any work
     command = command_line()
     transforms = ensure_scene(out / "scene", args.preset, args.seed)
     scene = scene_description(transforms, args.preset, args.seed)
@@ -377,7 +380,7 @@ def parent_main(args: argparse.Namespace) -> None:
         "cwd": str(Path.cwd()),
         "started": started,
         "git": git_info(),
-        "machine": machine_info(),
+        "machine": machine_info(device),
         "scene": scene,
         "settings": {"runs": args.runs, "budget_seconds": args.budget, "eval_every_seconds": args.eval_every_seconds,
                      "set": args.set, "train_seeds": [args.seed + i for i in range(args.runs)],

@@ -108,10 +108,11 @@ def _view_features(targets: list[FeatureTargets], bank: RayBank, view: int) -> t
 
 def spherical_kmeans(x: torch.Tensor, k: int, generator: torch.Generator,
                      iterations: int = KMEANS_ITERATIONS) -> torch.Tensor:
-    """Unit centroids ``[k', D]`` (k' <= k) of rows ``x [N, D]`` by cosine k-means, k-means++ seeded."""
+    """Unit centroids ``[k', D]`` (k' <= k) of rows ``x [N, D]`` by cosine k-means, k-means++ seeded.
+    ``generator`` lives on ``x``'s device."""
     x = _unit(x)
     k = min(k, x.shape[0])
-    centres = [x[torch.randint(0, x.shape[0], (1,), generator=generator)]]
+    centres = [x[torch.randint(0, x.shape[0], (1,), generator=generator, device=x.device)]]
     for _ in range(k - 1):  # k-means++: far points are likelier seeds
         dist = (1.0 - (x @ torch.cat(centres).T).amax(dim=1)).clamp(min=0)
         if float(dist.sum()) <= 0:
