@@ -68,8 +68,11 @@ def cli() -> None:
 @click.option("--preset", type=click.Choice(["tiny", "default", "room"]), default="default", show_default=True,
               help="Scene size: tiny (64 px, 20 views), default (192 px, 56 views), room (192 px, 108 views).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same scene (byte-identical).")
+@click.option("--supersample", type=click.IntRange(min=1), default=None,
+              help="RGB samples per pixel along each axis, box-filtered in linear light like a camera's pixel "
+                   "[default: 3; 1 renders one aliased sample per pixel centre].")
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
-def make_scene_cmd(out: Path, preset: str, seed: int, no_progress: bool) -> None:
+def make_scene_cmd(out: Path, preset: str, seed: int, supersample: int | None, no_progress: bool) -> None:
     """Generate a benchmark scene (LIBERO objects on a table in a room, rendered by MuJoCo) into OUT.
 
     OUT must not exist or be empty. Needs the [bench] extras (mujoco and the LIBERO assets).
@@ -78,11 +81,12 @@ def make_scene_cmd(out: Path, preset: str, seed: int, no_progress: bool) -> None
     EXAMPLES
       semfield make-scene scenes/tiny --preset tiny
       MUJOCO_GL=egl semfield make-scene scenes/s3 --preset default --seed 3
+      semfield make-scene scenes/aliased --supersample 1
     """
     os.environ.setdefault("MUJOCO_GL", "egl")
     from .data.generate import make_scene
 
-    path = make_scene(out, preset=preset, seed=seed, progress=not no_progress)
+    path = make_scene(out, preset=preset, seed=seed, progress=not no_progress, supersample=supersample)
     click.echo(f"scene written: {path}")
 
 

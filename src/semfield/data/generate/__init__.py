@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,20 @@ DROP_HEIGHT = 0.02
 MAX_REPLACEMENTS = 4  # spare objects tried when some do not fit or fall off
 
 
-def make_scene(out_dir: str | Path, preset: str = "default", seed: int = 0, progress: bool = True) -> Path:
+def make_scene(out_dir: str | Path, preset: str = "default", seed: int = 0, progress: bool = True,
+               supersample: int | None = None) -> Path:
     """Generate one benchmark scene into ``out_dir`` (must not exist or be empty); returns transforms.json.
+
+    ``supersample``: RGB samples per pixel along each axis (default: the preset's, see :class:`Preset`).
 
     Raises :class:`SemfieldError` if the folder is not empty or not writable, or if mujoco or the LIBERO
     assets are missing (install them with ``pip install 'semfield[bench]'``).
     """
     p = get_preset(preset)
+    if supersample is not None:
+        if int(supersample) < 1:
+            raise SemfieldError(f"supersample must be >= 1, got {supersample}")
+        p = replace(p, supersample=int(supersample))
     out = Path(out_dir).absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SemfieldError("output folder is not empty", out)
@@ -122,7 +130,7 @@ def _compose(p, boxes, objects, poses, cameras, lights, materials) -> Simulation
     mjcf = [load_object(entry["xml"], f"obj{k}/", pos, quat) for k, ((_, entry), (pos, quat)) in
             enumerate(zip(objects, poses))]
     xml = compose_scene(boxes, mjcf, cameras, lights, materials, extent=max(p.room_size),
-                        offscreen=(max(640, p.width), max(480, p.height)),
+                        offscreen=(max(640, p.width * p.supersample), max(480, p.height * p.supersample)),
                         far=1.5 * float(np.linalg.norm(p.room_size)))
     return Simulation.from_xml(xml, len(objects))
 
@@ -225,7 +233,7 @@ def _build(p: Preset, seed: int, root: Path, progress: bool) -> None:
     intr = Intrinsics(p.width, p.height, fx, fy, cx, cy)
     frames, views, keep_for_preview = [], {}, []
     preview_idx = set(np.linspace(0, len(cameras) - 1, 6).round().astype(int).tolist())
-    stream = render_views(sim, [c[0] for c in cameras], p.width, p.height)
+    stream = render_views(sim, [c[0] for c in cameras], p.width, p.height, p.supersample)
     for i, view in enumerate(tqdm(stream, total=len(cameras), desc=f"rendering {p.name}", disable=not progress)):
         instance, semantic = label_maps(view.geom, instance_lut, stuff_lut, object_class)
         paths = write_view(root, i, view.rgb, view.depth, instance, semantic)
@@ -245,7 +253,7 @@ def _build(p: Preset, seed: int, root: Path, progress: bool) -> None:
     room = layout.room_aabb(p.room_size)
     focus = np.stack([np.maximum(focus[0], room[0]), np.minimum(focus[1], room[1])])
     gt = {
-        "preset": p.name, "seed": seed, "generator": "semfield.data.generate",
+        "preset": p.name, "seed": seed, "generator": "semfield.data.generate", "rgb_supersample": p.supersample,
         "classes": classes, "stuff_classes": stuff, "objects": gt_objects,
         "views": views,
         "focus_aabb": _r(focus), "room_aabb": _r(room),

@@ -26,6 +26,12 @@ class Preset:
     elevation: tuple[float, float] = (20.0, 60.0)
     settle_steps: int = 1000
     n_lights: tuple[int, int] = (2, 4)  # inclusive range
+    # RGB is rendered at this many times the resolution and box-filtered down in linear light, as a camera's
+    # pixel integrates the light over its area (1 = one sample per pixel centre: aliased edges and textures,
+    # which no 3D model can fit from every view; on default seed 0, 120 s of CPU training reached 23.99 dB
+    # held-out PSNR on the aliased images and 25.49 dB with 3). Depth and labels stay one sample per pixel
+    # centre.
+    supersample: int = 3
 
 
 PRESETS: dict[str, Preset] = {

@@ -111,19 +111,52 @@ class View:
     c2w: np.ndarray  # [4, 4] OpenCV axes, as MuJoCo rendered it
 
 
-def render_views(sim: Simulation, cameras: list[str], width: int, height: int) -> Iterator[View]:
-    """Render RGB, planar depth and geom segmentation of each named camera."""
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """sRGB values in [0, 1] to linear light (IEC 61966-2-1)."""
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    """Linear light in [0, 1] to sRGB values (IEC 61966-2-1)."""
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1.0 / 2.4) - 0.055)
+
+
+def box_downsample(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor × factor`` blocks of an 8-bit sRGB image ``[H·f, W·f, 3]`` in linear light.
+
+    Returns ``[H, W, 3]`` uint8. Each output pixel is the mean over its area, centred on its centre, so the
+    pixel grid (and the intrinsics) are those of the ``H × W`` image.
+
+    Example:
+        >>> img = np.zeros((2, 4, 3), np.uint8); img[:, :2] = 255
+        >>> box_downsample(img, 2)[0, :, 0].tolist()
+        [255, 0]
+    """
+    if factor == 1:
+        return rgb
+    h, w = rgb.shape[0] // factor, rgb.shape[1] // factor
+    lin = srgb_to_linear(rgb[: h * factor, : w * factor].astype(np.float64) / 255.0)
+    mean = lin.reshape(h, factor, w, factor, 3).mean(axis=(1, 3))
+    return np.round(linear_to_srgb(mean) * 255.0).astype(np.uint8)
+
+
+def render_views(sim: Simulation, cameras: list[str], width: int, height: int,
+                 supersample: int = 1) -> Iterator[View]:
+    """Render RGB, planar depth and geom segmentation of each named camera; RGB with ``supersample²``
+    samples per pixel (see :func:`box_downsample`), depth and segmentation at the pixel centres."""
     mujoco = import_mujoco()
     m, d = sim.model, sim.data
     try:
         renderer = mujoco.Renderer(m, height, width)
+        fine = mujoco.Renderer(m, height * supersample, width * supersample) if supersample > 1 else renderer
     except Exception as exc:  # noqa: BLE001 - GL set-up errors come in many types
         raise SemfieldError(f"MuJoCo offscreen rendering failed ({exc}); try MUJOCO_GL=egl or osmesa") from None
     try:
         for name in cameras:
             cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, name)
-            renderer.update_scene(d, camera=cam)
-            rgb = renderer.render().copy()
+            fine.update_scene(d, camera=cam)
+            rgb = box_downsample(fine.render().copy(), supersample)
             renderer.enable_depth_rendering()
             renderer.update_scene(d, camera=cam)
             depth = renderer.render().copy()
@@ -139,3 +172,5 @@ def render_views(sim: Simulation, cameras: list[str], width: int, height: int) -
             yield View(rgb, depth.astype(np.float32), geom, opengl_to_opencv(c2w_gl))
     finally:
         renderer.close()
+        if fine is not renderer:
+            fine.close()
