@@ -138,6 +138,12 @@ def ensure_scene(scene_dir: Path, preset: str, seed: int) -> Path:
             if (gt.get("preset"), gt.get("seed")) != (preset, seed):
                 sys.exit(f"bench_train: {scene_dir} holds preset {gt.get('preset')!r} seed {gt.get('seed')}, "
                          f"not preset {preset!r} seed {seed}; delete it or use another --out")
+            from semfield.data.generate.presets import GENERATOR_VERSION, is_current_scene
+
+            if not is_current_scene(gt):
+                sys.exit(f"bench_train: {scene_dir} was made by scene generator version "
+                         f"{gt.get('generator_version', 1)}, not {GENERATOR_VERSION} (it renders other images); "
+                         "delete it or use another --out")
         print(f"reusing scene {scene_dir}", flush=True)
         return transforms
     from semfield.data.generate import make_scene

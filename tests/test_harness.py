@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -137,3 +138,21 @@ def test_eval_without_ground_truth_or_with_unknown_task_is_one_clear_line(tmp_pa
     with pytest.raises(SemfieldError, match="unknown suite"):
         from semfield.harness.suites import get_suite
         get_suite("huge")
+
+
+def test_scenes_of_an_older_generator_are_not_reused(tmp_path):
+    from semfield.data.generate.presets import GENERATOR_VERSION
+    from semfield.harness.runner import _scene_current
+
+    scene = tmp_path / "default-0"
+    scene.mkdir()
+    (scene / "transforms.json").write_text("{}")
+    assert not _scene_current(scene)  # no scene.json: half-written
+    (scene / "scene.json").write_text(json.dumps({"preset": "default", "seed": 0}))
+    assert not _scene_current(scene)  # written before versions were recorded (aliased RGB)
+    (scene / "scene.json").write_text(json.dumps({"generator_version": GENERATOR_VERSION - 1}))
+    assert not _scene_current(scene)
+    (scene / "scene.json").write_text(json.dumps({"generator_version": GENERATOR_VERSION}))
+    assert _scene_current(scene)
+    (scene / "scene.json").write_text("{not json")
+    assert not _scene_current(scene)

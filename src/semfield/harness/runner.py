@@ -64,8 +64,16 @@ def run_step(args: list[str], log: Path) -> dict[str, Any]:
     return {"command": "semfield " + shlex.join(args), "wall_seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024.0}
 
 
-def _scene_complete(scene_dir: Path) -> bool:
-    return (scene_dir / "transforms.json").exists() and (scene_dir / "scene.json").exists()
+def _scene_current(scene_dir: Path) -> bool:
+    """Whether ``scene_dir`` holds a complete scene from this generator version (else it is made again)."""
+    from ..data.generate.presets import is_current_scene
+
+    if not (scene_dir / "transforms.json").exists() or not (scene_dir / "scene.json").exists():
+        return False
+    try:
+        return is_current_scene(json.loads((scene_dir / "scene.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False
 
 
 def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[str, ...], reuse: bool, bar
@@ -75,9 +83,10 @@ def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[
     logs = out / "logs" / spec.name
     steps: dict[str, Any] = {}
     bar.set_postfix_str(f"{spec.name}: make-scene")
-    if not _scene_complete(scene_dir):
+    if not _scene_current(scene_dir):
         if scene_dir.exists():
-            shutil.rmtree(scene_dir)  # a half-written scene from an interrupted bench
+            shutil.rmtree(scene_dir)  # half-written by an interrupted bench, or from an older generator
+        reuse = False  # a run trained on the old scene measures nothing about this one
         steps["make_scene"] = run_step(["make-scene", str(scene_dir), "--preset", spec.preset, "--seed",
                                         str(spec.seed), "--no-progress"], logs / "make_scene.log")
     bar.update(1)

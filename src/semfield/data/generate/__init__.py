@@ -38,7 +38,7 @@ from .assets import (
     texture_path,
     yaw_quat,
 )
-from .presets import PRESETS, Preset, get_preset
+from .presets import GENERATOR_VERSION, PRESETS, Preset, get_preset
 from .render import Simulation, render_views
 from .write import SUBDIRS, boxes_2d, label_maps, write_preview, write_view
 
@@ -253,7 +253,8 @@ def _build(p: Preset, seed: int, root: Path, progress: bool) -> None:
     room = layout.room_aabb(p.room_size)
     focus = np.stack([np.maximum(focus[0], room[0]), np.minimum(focus[1], room[1])])
     gt = {
-        "preset": p.name, "seed": seed, "generator": "semfield.data.generate", "rgb_supersample": p.supersample,
+        "preset": p.name, "seed": seed, "generator": "semfield.data.generate",
+        "generator_version": GENERATOR_VERSION, "rgb_supersample": p.supersample,
         "classes": classes, "stuff_classes": stuff, "objects": gt_objects,
         "views": views,
         "focus_aabb": _r(focus), "room_aabb": _r(room),

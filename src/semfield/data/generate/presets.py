@@ -6,6 +6,16 @@ from dataclasses import dataclass
 
 from ...errors import SemfieldError
 
+# Bumped whenever the same preset and seed start to give other files (2: RGB supersampled 3 x 3). Written
+# to scene.json as "generator_version"; scene reusers (the bench harness, bench_train.py) regenerate a scene
+# of another version instead of silently measuring the old one.
+GENERATOR_VERSION = 2
+
+
+def is_current_scene(scene_json: dict) -> bool:
+    """Whether a generated scene's ``scene.json`` content comes from this generator version."""
+    return scene_json.get("generator_version") == GENERATOR_VERSION
+
 
 @dataclass(frozen=True)
 class Preset:
