@@ -163,8 +163,11 @@ def scene_description(transforms: Path, preset: str, seed: int) -> dict[str, Any
     k = (test or train)[0].intrinsics
     label = (f"{preset} generated scene, seed {seed}, {len(train)} train / {len(test)} test views at "
              f"{k.width}\u00d7{k.height}")
+    gt_file = Path(transforms).parent / "scene.json"
+    gt = json.loads(gt_file.read_text(encoding="utf-8")) if gt_file.exists() else {}
     return {"preset": preset, "seed": seed, "n_train": len(train), "n_test": len(test), "width": k.width,
-            "height": k.height, "path": str(transforms), "label": label}
+            "height": k.height, "path": str(transforms), "label": label,
+            "generator_version": gt.get("generator_version", 1 if gt else None)}
 
 
 # ----- one run (child process) ------------------------------------------------------------------------

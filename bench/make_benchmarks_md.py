@@ -86,6 +86,18 @@ def _stops(runs: list[dict[str, Any]]) -> str:
             f"stopped by the time budget before finishing it.")
 
 
+def stale_scene_note(res: dict[str, Any]) -> list[str]:
+    """A warning when the result's scenes came from an older scene generator (other images than today's)."""
+    from semfield.data.generate.presets import GENERATOR_VERSION
+
+    version = res.get("generator_version") or (res.get("scene") or {}).get("generator_version") or 1
+    if version == GENERATOR_VERSION:
+        return []
+    return [(f"**Measured on scenes of generator version {version}** (today's is {GENERATOR_VERSION}: version 1 "
+             "rendered one aliased RGB sample per pixel, version 2 supersamples 3×3). Same presets and seeds, "
+             "other images: run the command again to compare with the sections above."), ""]
+
+
 def _provenance(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """The command block and the machine / code / settings / results lines every section starts with."""
     runs, settings = res.get("runs", []), res.get("settings", {})
@@ -290,16 +302,18 @@ def render(paths: list[Path], output: Path) -> str:
         lines += ["No results yet.", ""]
     for path in paths:
         res = json.loads(path.read_text(encoding="utf-8"))
+        stale = stale_scene_note(res)
         if res.get("benchmark") == "semfield bench":
-            lines += suite_section(res, path, output)
+            section = suite_section(res, path, output)
         elif res.get("benchmark") == "train":
-            lines += train_section(res, path, output)
+            section = train_section(res, path, output)
         elif res.get("benchmark") == "distill":
-            lines += distill_section(res, path, output)
+            section = distill_section(res, path, output)
         elif res.get("benchmark") == "panoptic":
-            lines += panoptic_section(res, path, output)
+            section = panoptic_section(res, path, output)
         else:
-            lines += [f"## `{path.parent.name}`", "", f"(unknown benchmark kind {res.get('benchmark')!r})", ""]
+            section = [f"## `{path.parent.name}`", "", f"(unknown benchmark kind {res.get('benchmark')!r})", ""]
+        lines += section[:2] + stale + section[2:]  # the warning right under the heading
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_json, atomic_write_text
+from ..data.generate.presets import GENERATOR_VERSION, is_current_scene
 from ..errors import SemfieldError
 from ..machine import machine_info
 from ..settings import apply_overrides
@@ -66,8 +67,6 @@ def run_step(args: list[str], log: Path) -> dict[str, Any]:
 
 def _scene_current(scene_dir: Path) -> bool:
     """Whether ``scene_dir`` holds a complete scene from this generator version (else it is made again)."""
-    from ..data.generate.presets import is_current_scene
-
     if not (scene_dir / "transforms.json").exists() or not (scene_dir / "scene.json").exists():
         return False
     try:
@@ -131,6 +130,7 @@ def run_suite(suite_name: str, out_dir: str | Path, reuse: bool = False, progres
         "command": "semfield bench " + shlex.join(["--suite", suite.name, "--out", str(out_dir)]
                                                   + (["--reuse"] if reuse else [])),
         "started": started, "wall_seconds": time.perf_counter() - start, "machine": machine_info(),
+        "generator_version": GENERATOR_VERSION,
         "train_config": config.to_dict(), "summary_keys": list(SUMMARY_KEYS),
         "summary_is": f"mean over the suite's {len(scenes)} scene(s)",
         "summary": mean_summary([s["summary"] for s in scenes]), "scenes": scenes,
