@@ -99,11 +99,13 @@ def test_panoptic_cli_writes_maps_boxes_and_ply(tiny, tmp_path):
     root, *_ = tiny
     out = tmp_path / "pan"
     res = subprocess.run([sys.executable, "-m", "semfield.cli", "panoptic", str(root / "run"), "--out", str(out),
-                          "--points", "5000", "--view", "test:0", "--no-progress", "--json"],
+                          "--points", "5000", "--view", "test:0", "--cluster-selection", "eom", "--no-progress",
+                          "--json"],
                          capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert len(summary["views"]) == 1
+    assert summary["settings"]["cluster_selection"] == "eom"
     for name in ("panoptic.json", "instances.ply", "test_00_panoptic.png", "test_00_instance.png",
                  "panoptic_views.png"):
         assert (out / name).is_file(), name

@@ -19,6 +19,9 @@ from .cli_query import split_list
                                                       "repeatable; default: every test view).")
 @click.option("--min-cluster-size", type=int, default=20, show_default=True, help="HDBSCAN's smallest cluster "
               "(in sampled rendered pixels).")
+@click.option("--cluster-selection", type=click.Choice(["leaf", "eom"]), default="leaf", show_default=True,
+              help="HDBSCAN's cluster selection: leaf (the finest clusters; keeps close objects apart) or eom "
+                   "(excess of mass; can keep one parent cluster for several objects).")
 @click.option("--points", "max_points", type=int, default=20000, show_default=True,
               help="Rendered pixels sampled from the training views for clustering.")
 @click.option("--head", help="Text-capable head that labels the instances (default: the first).")
@@ -30,8 +33,8 @@ from .cli_query import split_list
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print panoptic.json.")
 @click.option("--no-progress", is_flag=True)
-def panoptic_cmd(run_dir: Path, labels, stuff, views, min_cluster_size, max_points, head, fusion, evaluate,
-                 out_dir, as_json, no_progress) -> None:
+def panoptic_cmd(run_dir: Path, labels, stuff, views, min_cluster_size, cluster_selection, max_points, head, fusion,
+                 evaluate, out_dir, as_json, no_progress) -> None:
     """Panoptic segmentation of a run trained with an instance head: HDBSCAN instances (the same id in every
     view), each labelled by text similarity of its semantic features.
 
@@ -44,6 +47,7 @@ def panoptic_cmd(run_dir: Path, labels, stuff, views, min_cluster_size, max_poin
       semfield panoptic runs/default --labels "mug,book,bowl,table,floor,wall" --stuff "table,floor,wall" --out pan/
       semfield panoptic runs/default --view test:0 --view test:3 --min-cluster-size 60 --out pan/ --json
       semfield panoptic runs/default --evaluate --out pan/
+      semfield panoptic runs/default --cluster-selection eom --out pan-eom/
     """
     from .panoptic.evaluate import evaluate_run, scene_labels
     from .panoptic.outputs import write_panoptic
@@ -63,7 +67,7 @@ def panoptic_cmd(run_dir: Path, labels, stuff, views, min_cluster_size, max_poin
     elif stuff is None and scene.ground_truth:
         stuff_names = [s for s in scene_labels(scene)[1] if s in names]
     settings = PanopticSettings(min_cluster_size=min_cluster_size, max_points=max_points, text_head=head,
-                                fusion=fusion)
+                                fusion=fusion, cluster_selection=cluster_selection)
     engine = QueryEngine(run, scene, progress=not no_progress)
     frames = [scene.frame(v) for v in views] if views else (scene.split("test") or scene.frames[:1])
     if evaluate:
