@@ -147,10 +147,13 @@ def render_views(sim: Simulation, cameras: list[str], width: int, height: int,
     samples per pixel (see :func:`box_downsample`), depth and segmentation at the pixel centres."""
     mujoco = import_mujoco()
     m, d = sim.model, sim.data
+    renderer = fine = None
     try:
         renderer = mujoco.Renderer(m, height, width)
         fine = mujoco.Renderer(m, height * supersample, width * supersample) if supersample > 1 else renderer
     except Exception as exc:  # noqa: BLE001 - GL set-up errors come in many types
+        if renderer is not None:
+            renderer.close()
         raise SemfieldError(f"MuJoCo offscreen rendering failed ({exc}); try MUJOCO_GL=egl or osmesa") from None
     try:
         for name in cameras:
