@@ -274,6 +274,32 @@ def panoptic_section(res: dict[str, Any], path: Path, output: Path) -> list[str]
     return lines + [""]
 
 
+def sweep_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
+    """A settings sweep (bench/sweep_train.py): mean held-out figures per variant over the seeds."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from sweep_train import table
+
+    variants = res["variants"]
+    git = res.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    lines = [f"## Settings sweep: `{path.parent.name}`", "",
+             (f"**{res['scene']['label']}.** Each variant trained with seeds {', '.join(map(str, res['seeds']))} "
+              f"({res['parallel']} trainings at a time), then evaluated on all test views with the final "
+              "evaluation of the training benchmark; PSNR and region PSNRs are means over the seeds. Compare "
+              "variants at the same iterations: times here are not the 2-core CPU's."), "",
+             "```", res["command"], "```", "",
+             f"- Machine: {_machine(res.get('machine', {}), [])}",
+             f"- Code: commit {commit}, run started {res.get('started', '?')}",
+             f"- Settings for every variant: {', '.join(f'`{s}`' for s in res.get('set', [])) or 'none'}",
+             f"- Results: `{os.path.relpath(path, output.parent)}`", ""]
+    lines += table(res["rows"], list(variants)).rstrip("\n").splitlines()
+    lines += ["", "Variants: " + "; ".join(f"**{name}** {' '.join(f'`{s}`' for s in sets) or '(defaults)'}"
+                                            for name, sets in variants.items()) + ".", ""]
+    return lines
+
+
 def suite_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """A ``semfield bench`` suite: its own report (:func:`semfield.harness.report.render_report`), one
     heading level down, with the results file named."""
@@ -311,6 +337,8 @@ def render(paths: list[Path], output: Path) -> str:
             section = distill_section(res, path, output)
         elif res.get("benchmark") == "panoptic":
             section = panoptic_section(res, path, output)
+        elif res.get("benchmark") == "sweep":
+            section = sweep_section(res, path, output)
         else:
             section = [f"## `{path.parent.name}`", "", f"(unknown benchmark kind {res.get('benchmark')!r})", ""]
         lines += section[:2] + stale + section[2:]  # the warning right under the heading

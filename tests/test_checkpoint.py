@@ -113,8 +113,11 @@ def test_same_learning():
     other.field.color_channels = 16
     assert not other.same_learning(saved)
     other = _config()
-    other.lr_grid = 0.2
+    other.lr_grid = 0.3
     assert not other.same_learning(saved)
+    other = _config()
+    other.lr_heads = 0.1
+    assert other.learning_differences(saved) == ["lr_heads"]
 
 
 def test_unknown_keys_raise():

@@ -392,9 +392,10 @@ def test_resample_to_finer_voxel_keeps_field_and_renders(kind, tol):
         idx, w, _ = fld.corners(pts)
         raw1, rgb1 = fld.density.lookup_nograd(idx, w), fld.rgb(idx, w, dirs)
         after = render_rays(fld, o, d, z, OPTS)
-    # trilinear resampling reproduces an affine field exactly, a smooth one to O(h^2)
+    # trilinear resampling reproduces an affine field exactly, a smooth one to O(h^2) (the colour through the
+    # random decoder and its sigmoid: the grid's error of up to 0.04 times the decoder's gain)
     torch.testing.assert_close(raw1, raw0, atol=tol * 3, rtol=0)
-    torch.testing.assert_close(rgb1, rgb0, atol=tol, rtol=0)
+    torch.testing.assert_close(rgb1, rgb0, atol=tol * 1.5, rtol=0)
     # renders agree up to the quadrature (the sample spacing may follow the voxel size)
     if after["t"].shape == before["t"].shape:
         torch.testing.assert_close(after["t"], before["t"])

@@ -52,7 +52,7 @@ class FieldConfig:
     outer_factor: float = 4.0
     color_channels: int = 12
     color_hidden: int = 32
-    sh_degree: int = 2
+    sh_degree: int = 1
     density_init_alpha: float = 0.001
     heads: dict[str, HeadConfig] = field(default_factory=dict)
 

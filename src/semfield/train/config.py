@@ -28,14 +28,22 @@ class TrainConfig:
     hides), and new views see it smeared over other surfaces.
     ``lr_density``: the density grid's Adam rate (the colour grid has ``lr_grid``): a surface's raw density
     climbs ~10 from the thin start, and at 0.1 per step a fog of many faint voxels fits the pixels first.
+    ``lr_grid`` (colour grid) and ``lr_mlp`` (colour decoder): at the earlier 0.1 and 2e-3 the colour lagged
+    the geometry, and textured surfaces (the table's wood grain) stayed blurred when the schedule ended:
+    0.2 and 5e-3 (with first-degree view dependence, ``field.sh_degree = 1``) gave +1.7 dB held-out PSNR on
+    the default scene at the same 560 iterations (bench/sweeps, BENCHMARKS.md). ``lr_heads`` and
+    ``lr_decoders``: the feature heads' grids and decoders, apart from the colour's so that retuning one
+    does not move the other.
     """
 
     seed: int = 0
     iterations: int = 560
     batch_rays: int = 4096
-    lr_grid: float = 0.1
+    lr_grid: float = 0.2
     lr_density: float = 0.3
-    lr_mlp: float = 2e-3
+    lr_mlp: float = 5e-3
+    lr_heads: float = 0.05
+    lr_decoders: float = 2e-3
     lr_final_factor: float = 0.1
     coarse_to_fine: list[tuple[float, float]] = dc_field(default_factory=lambda: [(0.0, 4.0), (0.2, 2.0), (0.45, 1.0)])
     occupancy_every: int = 16

@@ -102,17 +102,27 @@ class Trainer:
                 fld.set_head_mean(name, targets.mean)
         if self.instance_settings is not None:
             init_instance_head(fld.heads[INSTANCE_HEAD].values, cfg.seed)
+        self.optimizer = self._make_optimizer(fld)
         self._set_lrs(0)
-        self.optimizer = torch.optim.Adam(fld.parameters(), lr=cfg.lr_mlp, eps=1e-15)
+
+    def _make_optimizer(self, fld: GridField) -> torch.optim.Optimizer:
+        """Adam over the field's modules: the colour decoder (``lr_mlp``), then the heads' decoders
+        (``lr_decoders``). The grids step themselves (SparseGrid)."""
+        groups = [{"params": list(fld.color_mlp.parameters()), "lr": self.config.lr_mlp}]
+        decoders = list(fld.head_decoders.parameters())
+        if decoders:
+            groups.append({"params": decoders, "lr": self.config.lr_decoders})
+        return torch.optim.Adam(groups, eps=1e-15)
 
     def _set_lrs(self, iteration: int) -> None:
-        f = lr_factor_at(self.config, iteration)
+        cfg = self.config
+        f = lr_factor_at(cfg, iteration)
         for name, grid in self.field.sparse_grids().items():
-            base = self.config.lr_density if name == "density" else self.config.lr_grid
-            grid.lr = base * f * (0.5 if name.startswith("head.") else 1.0)
+            base = cfg.lr_density if name == "density" else cfg.lr_heads if name.startswith("head.") else cfg.lr_grid
+            grid.lr = base * f
         if self.optimizer is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.config.lr_mlp * f
+            for group, base in zip(self.optimizer.param_groups, (cfg.lr_mlp, cfg.lr_decoders)):
+                group["lr"] = base * f
 
     def resume_or_start(self) -> bool:
         """Load the run folder's checkpoint if there is one; returns True when resuming."""
@@ -125,7 +135,7 @@ class Trainer:
                 raise SemfieldError(f"run folder holds a run with different settings ({', '.join(differ)}); use "
                                     "a new --out or the same settings to resume", self.run_dir)
             self.field = GridField.from_state(state["layout"], tensors, device=self.device)
-            self.optimizer = torch.optim.Adam(self.field.parameters(), lr=self.config.lr_mlp, eps=1e-15)
+            self.optimizer = self._make_optimizer(self.field)
             opt_state = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
             if opt_state:
                 self.optimizer.load_state_dict(_unflatten_optim(opt_state, state["optim_meta"]))
