@@ -297,7 +297,8 @@ def sweep_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     lines += table(res["rows"], list(variants)).rstrip("\n").splitlines()
     lines += ["", "Variants: " + "; ".join(f"**{name}** {' '.join(f'`{s}`' for s in sets) or '(defaults)'}"
                                             for name, sets in variants.items()) + ".", ""]
-    return lines
+    lines += [f"- {note}" for note in res.get("notes", [])]
+    return lines + [""]
 
 
 def suite_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
