@@ -301,6 +301,36 @@ def sweep_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     return lines + [""]
 
 
+def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
+    """Teacher consistency (bench/teacher_consistency.py): the ceiling of a view-independent head."""
+    git = res.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    ranks = [k for k in map(str, res["ranks"]) if any(k in t["rank_ceiling"] for t in res["teachers"])]
+    lines = [f"## Teacher consistency: `{path.parent.name}`", "",
+             (f"**{res['scene']['label']}.** How far a view-independent feature head could get against each "
+              "teacher. Each cell centre of a test view is lifted to 3D with the ground-truth depth and looked "
+              "up in every training view that sees it (ground-truth depth within 2 %): *pair* compares the test "
+              "view's teacher feature with one training view's at the same point, *mean of views* with their "
+              "mean, which is what a head fitted with a squared loss converges to at that point: an estimate "
+              "of the ceiling of the distillation benchmark's feature cosine (a head that also pools "
+              "neighbouring points can pass it where the teacher's disagreement is random noise, as the "
+              "simulated label teacher's is). The rank columns bound a head storing a k-wide latent with a "
+              "linear decoder."), "",
+             "```", res["command"], "```", "",
+             f"- Machine: {_machine(res.get('machine', {}), [])}",
+             f"- Code: commit {commit}, run started {res.get('started', '?')}",
+             f"- Results: `{os.path.relpath(path, output.parent)}`", "",
+             "| teacher | width | map | cosine, pair of views | cosine, mean of views | views per point | "
+             + " | ".join(f"rank {k}" for k in ranks) + " |",
+             "|---" * (6 + len(ranks)) + "|"]
+    for t in res["teachers"]:
+        cells = " | ".join(_fmt(t["rank_ceiling"].get(k), ".3f") for k in ranks)
+        lines.append(f"| {t['teacher']} | {t['dim']} | {t['map_hw'][0]}×{t['map_hw'][1]} | "
+                     f"{_fmt(t['pair_cosine'], '.3f')} | {_fmt(t['mean_view_cosine'], '.3f')} | "
+                     f"{_fmt(t['views_per_point'], '.1f')} | {cells} |")
+    return lines + [""]
+
+
 def suite_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """A ``semfield bench`` suite: its own report (:func:`semfield.harness.report.render_report`), one
     heading level down, with the results file named."""
@@ -338,6 +368,8 @@ def render(paths: list[Path], output: Path) -> str:
             section = distill_section(res, path, output)
         elif res.get("benchmark") == "panoptic":
             section = panoptic_section(res, path, output)
+        elif res.get("benchmark") == "teacher_consistency":
+            section = consistency_section(res, path, output)
         elif res.get("benchmark") == "sweep":
             section = sweep_section(res, path, output)
         else:

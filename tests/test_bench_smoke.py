@@ -95,3 +95,44 @@ def test_benchmarks_md_panoptic_section(tmp_path):
     assert "| added training cost (%) | 25.0 | ≤ 30 | yes |" in text
     assert "| clustering + labelling (s) | 12.50 | ≤ 10 | **no** |" in text
     assert "| 2D masks per view | 12.5 |  |  |" in text and "`results/pan/panoptic_test_views.png`" in text
+
+
+def test_sweep_and_teacher_consistency_into_benchmarks_md(tmp_path):
+    """bench/sweep_train.py (two variants, tiny scene) and bench/teacher_consistency.py (label teacher) write
+    results that bench/make_benchmarks_md.py turns into their sections."""
+    from semfield.data.generate import make_scene
+
+    scene = tmp_path / "scene"
+    make_scene(scene, preset="tiny", seed=0, progress=False)
+    variants = tmp_path / "variants.json"
+    variants.write_text(json.dumps({"base": [], "random sky": ["render.background=random"]}))
+    sweep = tmp_path / "results" / "sweep"
+    cmd = [sys.executable, str(REPO / "bench" / "sweep_train.py"), "--scene", str(scene), "--out", str(sweep),
+           "--variants", str(variants), "--set", "iterations=12", *FAST]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((sweep / "results.json").read_text())
+    assert res["benchmark"] == "sweep" and [r["variant"] for r in sorted(res["rows"], key=lambda r: r["variant"])] \
+        == ["base", "random sky"]
+    assert all(r["iterations"] == 12 and 5 < r["psnr_test"] < 40 for r in res["rows"])
+    assert not list(sweep.glob("runs/*/checkpoint.*")), "checkpoints are deleted unless asked to keep them"
+
+    cons = tmp_path / "results" / "consistency"
+    cmd = [sys.executable, str(REPO / "bench" / "teacher_consistency.py"), "--out", str(cons), "--scene", str(scene),
+           "--cache", str(tmp_path / "cache"), "--teachers", json.dumps({"label": {"kind": "label", "noise_std": 0.0, "confusion_rate": 0.0}})]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    label = json.loads((cons / "results.json").read_text())["teachers"][0]
+    # class-name embeddings without per-view noise agree across views, except where cells straddle boundaries
+    assert 0.8 < label["pair_cosine"] <= label["mean_view_cosine"] + 1e-6 <= 1.0 + 1e-6
+    assert label["views_per_point"] > 1
+
+    md = tmp_path / "BENCHMARKS.md"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "make_benchmarks_md.py"), "--results-glob",
+                           str(tmp_path / "results" / "*" / "results.json"), "--suite-glob",
+                           str(tmp_path / "none" / "*.json"), "--output", str(md)],
+                          capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    text = md.read_text()
+    assert "## Settings sweep: `sweep`" in text and "| random sky | 1 |" in text and "`render.background=random`" in text
+    assert "## Teacher consistency: `consistency`" in text and "| label | " in text
