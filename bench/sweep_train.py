@@ -109,7 +109,15 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(BENCH_TRAIN.parent))
     import bench_train
 
-    device = bench_train.build_config(0, args.budget, args.set).device
+    from semfield.atomic import atomic_write_json, atomic_write_text
+    from semfield.errors import SemfieldError
+
+    try:
+        device = bench_train.build_config(0, args.budget, args.set).device  # a bad --set fails before any work
+        for sets in variants.values():
+            bench_train.build_config(0, args.budget, args.set + sets)
+    except SemfieldError as exc:
+        sys.exit(f"sweep_train: {exc}")
     gt = json.loads((scene / "scene.json").read_text(encoding="utf-8")) if (scene / "scene.json").exists() else {}
     header = {"benchmark": "sweep", "command": bench_train.command_line(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "git": bench_train.git_info(), "machine": bench_train.machine_info(device),
@@ -125,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             shown = row.get("error") or f"PSNR {row['psnr_test']:.2f} in {row['train_seconds']:.1f} s"
             print(f"[{len(rows)}/{len(jobs)}] {row['variant']} seed {row['seed']}: {shown}", flush=True)
-            (out / "results.json").write_text(json.dumps({**header, "rows": rows}, indent=1), encoding="utf-8")
-            (out / "sweep.md").write_text(table(rows, list(variants)), encoding="utf-8")
+            atomic_write_json(out / "results.json", {**header, "rows": rows})
+            atomic_write_text(out / "sweep.md", table(rows, list(variants)))
     print((out / "sweep.md").read_text(encoding="utf-8"))
 
 

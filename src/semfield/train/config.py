@@ -30,8 +30,10 @@ class TrainConfig:
     climbs ~10 from the thin start, and at 0.1 per step a fog of many faint voxels fits the pixels first.
     ``lr_grid`` (colour grid) and ``lr_mlp`` (colour decoder): at the earlier 0.1 and 2e-3 the colour lagged
     the geometry, and textured surfaces (the table's wood grain) stayed blurred when the schedule ended:
-    0.2 and 5e-3 (with first-degree view dependence, ``field.sh_degree = 1``) gave +1.7 dB held-out PSNR on
-    the default scene at the same 560 iterations (bench/sweeps, BENCHMARKS.md). ``lr_heads`` and
+    0.2 and 5e-3 (with first-degree view dependence, ``field.sh_degree = 1``) gave +1.8 dB held-out PSNR on
+    the default scene at the same 560 iterations (GPU sweep, 3 seeds; 25.2 -> 27.3 dB in the CPU training
+    benchmark), +0.75 dB on quick-suite scene 2 and none on scene 1, whose table is plainer (bench/sweeps,
+    BENCHMARKS.md). ``lr_heads`` and
     ``lr_decoders``: the feature heads' grids and decoders, apart from the colour's so that retuning one
     does not move the other.
     """
