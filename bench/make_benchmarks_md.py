@@ -98,14 +98,19 @@ def stale_scene_note(res: dict[str, Any]) -> list[str]:
              "other images: run the command again to compare with the sections above."), ""]
 
 
+def _code_line(res: dict[str, Any]) -> str:
+    """``- Code: commit <12 hex> [(uncommitted changes)][, run started <time>]``."""
+    git = res.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    return f"- Code: commit {commit}" + (f", run started {res['started']}" if res.get("started") else "")
+
+
 def _provenance(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """The command block and the machine / code / settings / results lines every section starts with."""
     runs, settings = res.get("runs", []), res.get("settings", {})
-    git = res.get("git") or {}
-    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
     return ["```", res["command"], "```", "",
             f"- Machine: {_machine(res.get('machine', {}), runs)}",
-            f"- Code: commit {commit}, run started {res.get('started', '?')}",
+            _code_line(res),
             f"- Settings overridden: {', '.join(f'`{s}`' for s in settings.get('set', [])) or 'none (defaults)'}",
             f"- Results: `{os.path.relpath(path, output.parent)}`", ""]
 
@@ -243,8 +248,7 @@ def panoptic_section(res: dict[str, Any], path: Path, output: Path) -> list[str]
               "instance head; scene-level panoptic quality on the test views."), "",
              "```", res["command"], "```", "",
              f"- Machine: {_machine(res.get('machine', {}), [])}",
-             f"- Code: commit {((res.get('git') or {}).get('commit') or 'unknown')[:12]}"
-             + (" (uncommitted changes)" if (res.get("git") or {}).get("dirty") else ""),
+             _code_line(res),
              f"- Results: `{os.path.relpath(path, output.parent)}`", "",
              "| figure | value | target | meets target |", "|---|---|---|---|"]
     targets = {"pq": [">=", 70.0], "added_training_cost_percent": ["<=", 30.0], "cluster_seconds": ["<=", 10.0]}
@@ -282,8 +286,6 @@ def sweep_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     from sweep_train import table
 
     variants = res["variants"]
-    git = res.get("git") or {}
-    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
     lines = [f"## Settings sweep: `{path.parent.name}`", "",
              (f"**{res['scene']['label']}.** Each variant trained with seeds {', '.join(map(str, res['seeds']))} "
               f"({res['parallel']} trainings at a time), then evaluated on all test views with the final "
@@ -291,7 +293,7 @@ def sweep_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
               "variants at the same iterations: times here are not the 2-core CPU's."), "",
              "```", res["command"], "```", "",
              f"- Machine: {_machine(res.get('machine', {}), [])}",
-             f"- Code: commit {commit}, run started {res.get('started', '?')}",
+             _code_line(res),
              f"- Settings for every variant: {', '.join(f'`{s}`' for s in res.get('set', [])) or 'none'}",
              f"- Results: `{os.path.relpath(path, output.parent)}`", ""]
     lines += table(res["rows"], list(variants)).rstrip("\n").splitlines()
@@ -303,8 +305,6 @@ def sweep_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
 
 def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """Teacher consistency (bench/teacher_consistency.py): the ceiling of a view-independent head."""
-    git = res.get("git") or {}
-    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
     ranks = [k for k in map(str, res["ranks"]) if any(k in t["rank_ceiling"] for t in res["teachers"])]
     lines = [f"## Teacher consistency: `{path.parent.name}`", "",
              (f"**{res['scene']['label']}.** How far a view-independent feature head could get against each "
@@ -318,7 +318,7 @@ def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[s
               "linear decoder."), "",
              "```", res["command"], "```", "",
              f"- Machine: {_machine(res.get('machine', {}), [])}",
-             f"- Code: commit {commit}, run started {res.get('started', '?')}",
+             _code_line(res),
              f"- Results: `{os.path.relpath(path, output.parent)}`", "",
              "| teacher | width | map | cosine, pair of views | cosine, mean of views | views per point | "
              + " | ".join(f"rank {k}" for k in ranks) + " |",

@@ -38,11 +38,13 @@ def measure(scene, name: str, spec: dict, cache: Path | None) -> dict:
     import numpy as np
     import torch
 
+    from semfield.errors import SemfieldError
     from semfield.eval.teacher_consistency import Camera, cross_view_consistency, rank_ceiling
     from semfield.scene.images import load_rgb
     from semfield.teachers.cache import extract_cached
     from semfield.teachers.registry import build_teacher
     from semfield.train.evaluate import load_depth
+    from semfield.train.features import FeatureTargets
 
     train, test = scene.split("train"), scene.split("test")
     frames = train + test
@@ -56,12 +58,18 @@ def measure(scene, name: str, spec: dict, cache: Path | None) -> dict:
         k = f.intrinsics
         return Camera(torch.as_tensor(f.c2w, dtype=torch.float64), k.fx, k.fy, k.cx, k.cy, k.width, k.height)
 
-    depths = [torch.as_tensor(load_depth(f, scene), dtype=torch.float64) for f in frames]
+    depths = []
+    for f in frames:
+        depth = load_depth(f, scene)
+        if depth is None:
+            raise SemfieldError(f"view {f.name} has no ground-truth depth (a generated scene is needed)", scene.source)
+        depths.append(torch.as_tensor(depth, dtype=torch.float64))
     cams = [camera(f) for f in frames]
     n = len(train)
+    sources = FeatureTargets(maps[:n], [(c.width, c.height) for c in cams[:n]])
     per_view = []
     for t in range(n, len(frames)):
-        res = cross_view_consistency(maps[t], cams[t], depths[t], maps[:n], cams[:n], depths[:n])
+        res = cross_view_consistency(maps[t], cams[t], depths[t], sources, cams[:n], depths[:n])
         per_view.append({"view": frames[t].name, **res})
     dim = maps[0].shape[-1]
     ranks = rank_ceiling(torch.cat([m.reshape(-1, dim) for m in maps[:n]]),
@@ -82,23 +90,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache", help="teacher feature cache (default: semfield's)")
     p.add_argument("--teachers", default=json.dumps(TEACHERS), help="JSON: name -> teacher spec")
     args = p.parse_args(argv)
+    from semfield.atomic import atomic_write_json
     from semfield.errors import SemfieldError
     from semfield.scene.load import load_scene
 
     try:
         scene = load_scene(Path(args.scene))
         teachers = json.loads(args.teachers)
+        if not isinstance(teachers, dict) or not all(isinstance(v, dict) for v in teachers.values()):
+            raise ValueError(f"--teachers: expected a JSON object of name -> teacher spec, got {args.teachers!r}")
+        rows = [measure(scene, name, spec, Path(args.cache) if args.cache else None)
+                for name, spec in teachers.items()]
     except (SemfieldError, ValueError) as exc:
         sys.exit(f"teacher_consistency: {exc}")
     gt = scene.ground_truth or {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [measure(scene, name, spec, Path(args.cache) if args.cache else None) for name, spec in teachers.items()]
     results = {"benchmark": "teacher_consistency", "command": command_line(), "git": git_info(),
                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info("cpu"),
                "scene": scene_description(scene.source, gt.get("preset"), gt.get("seed")), "ranks": list(RANKS),
                "teachers": rows}
-    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    atomic_write_json(out / "results.json", results)
     for r in rows:
         ranks = ", ".join(f"rank {k}: {v:.3f}" for k, v in r["rank_ceiling"].items())
         print(f"{r['teacher']}: pair cosine {r['pair_cosine']:.3f}, mean-of-views cosine {r['mean_view_cosine']:.3f} "

@@ -23,6 +23,18 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = ["--set", "batch_rays=256", "--set", "threads=1", "--set", "eval_render.max_samples=128"]
 
 
+def _benchmarks_md(tmp_path: Path) -> str:
+    """Run bench/make_benchmarks_md.py on ``tmp_path/results/*/results.json`` (no suites) into
+    ``tmp_path/BENCHMARKS.md``; its text."""
+    md = tmp_path / "BENCHMARKS.md"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "make_benchmarks_md.py"), "--results-glob",
+                           str(tmp_path / "results" / "*" / "results.json"), "--suite-glob",
+                           str(tmp_path / "none" / "*.json"), "--output", str(md)],
+                          capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    return md.read_text()
+
+
 def test_bench_train_and_benchmarks_md(tmp_path):
     out = tmp_path / "results" / "smoke"
     cmd = [sys.executable, str(REPO / "bench" / "bench_train.py"), "--out", str(out), "--preset", "tiny",
@@ -55,12 +67,7 @@ def test_bench_train_and_benchmarks_md(tmp_path):
     assert (out / "curve.png").stat().st_size > 1000
     assert (out / "scene" / "transforms.json").exists()
 
-    md = tmp_path / "BENCHMARKS.md"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "make_benchmarks_md.py"), "--results-glob",
-                           str(tmp_path / "results" / "*" / "results.json"), "--output", str(md)],
-                          capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    text = md.read_text()
+    text = _benchmarks_md(tmp_path)
     assert "generated" in text.lower() and "python bench/make_benchmarks_md.py" in text
     assert "tiny generated scene, seed 0, 16 train / 4 test views at 64×64" in text
     assert res["command"] in text
@@ -83,13 +90,7 @@ def test_benchmarks_md_panoptic_section(tmp_path):
            "pictures": ["panoptic_test_views.png"]}
     (tmp_path / "results" / "pan").mkdir(parents=True)
     (tmp_path / "results" / "pan" / "results.json").write_text(json.dumps(res))
-    md = tmp_path / "BENCHMARKS.md"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "make_benchmarks_md.py"), "--results-glob",
-                           str(tmp_path / "results" / "*" / "results.json"), "--suite-glob",
-                           str(tmp_path / "none" / "*.json"), "--output", str(md)],
-                          capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    text = md.read_text()
+    text = _benchmarks_md(tmp_path)
     assert "## Panoptic segmentation: `pan`" in text and "dino masks" in text and res["command"] in text
     assert "| PQ, scene level | 61.4 | ≥ 70 | **no** |" in text
     assert "| added training cost (%) | 25.0 | ≤ 30 | yes |" in text
@@ -127,12 +128,6 @@ def test_sweep_and_teacher_consistency_into_benchmarks_md(tmp_path):
     assert 0.8 < label["pair_cosine"] <= label["mean_view_cosine"] + 1e-6 <= 1.0 + 1e-6
     assert label["views_per_point"] > 1
 
-    md = tmp_path / "BENCHMARKS.md"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "make_benchmarks_md.py"), "--results-glob",
-                           str(tmp_path / "results" / "*" / "results.json"), "--suite-glob",
-                           str(tmp_path / "none" / "*.json"), "--output", str(md)],
-                          capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    text = md.read_text()
+    text = _benchmarks_md(tmp_path)
     assert "## Settings sweep: `sweep`" in text and "| random sky | 1 |" in text and "`render.background=random`" in text
     assert "## Teacher consistency: `consistency`" in text and "| label | " in text

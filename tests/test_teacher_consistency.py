@@ -6,12 +6,12 @@ import torch
 
 from semfield.eval.teacher_consistency import (
     Camera,
-    bilinear_at_pixels,
     cross_view_consistency,
     lift_cell_centres,
     project,
     rank_ceiling,
 )
+from semfield.train.features import FeatureTargets
 
 
 def _look_down(x: float, y: float, height: float = 2.0) -> Camera:
@@ -29,6 +29,10 @@ def _plane_map(cam: Camera, field, h: int = 16, w: int = 16) -> torch.Tensor:
     return field(pts[:, :2]).reshape(h, w, -1).float(), depth
 
 
+def _targets(maps) -> FeatureTargets:
+    return FeatureTargets(list(maps), [(64, 64)] * len(maps))
+
+
 def test_lift_then_project_returns_the_cell_centres():
     cam = _look_down(0.1, -0.2)
     depth = torch.full((64, 64), 2.0)
@@ -43,17 +47,6 @@ def test_lift_then_project_returns_the_cell_centres():
     assert math.isclose(float(u1[0]), 32.0 + 32.0)
 
 
-def test_bilinear_at_cell_centres_returns_the_cells():
-    fmap = torch.arange(4 * 4 * 2, dtype=torch.float32).reshape(4, 4, 2)
-    u = torch.tensor([8.0, 24.0, 16.0])  # 32-px image: cells 8 px wide, centres at 4, 12, 20, 28
-    v = torch.tensor([4.0, 12.0, 4.0])
-    out = bilinear_at_pixels(fmap, u, v, 32, 32)
-    # (8, 4): halfway between cells (0, 0) and (0, 1); (24, 12): between (1, 2) and (1, 3)
-    assert torch.allclose(out[0], (fmap[0, 0] + fmap[0, 1]) / 2)
-    assert torch.allclose(out[1], (fmap[1, 2] + fmap[1, 3]) / 2)
-    assert torch.allclose(out[2], (fmap[0, 1] + fmap[0, 2]) / 2)
-
-
 def test_a_view_independent_teacher_is_fully_consistent():
     def field(xy):  # smooth, 3 channels, positive
         return torch.stack([1 + 0.0 * xy[:, 0], torch.sin(xy[:, 0]), torch.cos(xy[:, 1])], dim=-1)
@@ -62,7 +55,7 @@ def test_a_view_independent_teacher_is_fully_consistent():
     sources = [_look_down(0.3, 0.0), _look_down(-0.2, 0.25)]
     tmap, tdepth = _plane_map(target, field)
     smaps, sdepths = zip(*(_plane_map(c, field) for c in sources))
-    res = cross_view_consistency(tmap, target, tdepth, list(smaps), sources, list(sdepths))
+    res = cross_view_consistency(tmap, target, tdepth, _targets(smaps), sources, list(sdepths))
     assert res["points"] > 100 and 1.0 < res["views_per_point"] <= 2.0
     assert res["pair_cosine"] > 0.999 and res["mean_view_cosine"] > 0.999
 
@@ -76,7 +69,7 @@ def test_view_dependent_features_lower_the_ceiling_and_averaging_helps():
     tmap, tdepth = _plane_map(target, field_for(torch.tensor([[0.0, 0.0]])))
     smaps, sdepths = zip(*(_plane_map(c, field_for(vec)) for c, vec in
                            zip(sources, (torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 0.0]])))))
-    res = cross_view_consistency(tmap, target, tdepth, list(smaps), sources, list(sdepths))
+    res = cross_view_consistency(tmap, target, tdepth, _targets(smaps), sources, list(sdepths))
     # each source: (1, ±1, 0) against (1, 0, 0): cosine 1/sqrt(2); their mean (1, 0, 0) where both see it
     assert math.isclose(res["pair_cosine"], 1 / math.sqrt(2), rel_tol=1e-5)
     assert res["mean_view_cosine"] > res["pair_cosine"]
@@ -87,7 +80,7 @@ def test_occluded_points_are_not_compared():
     source = _look_down(0.0, 0.0)
     tmap, tdepth = _plane_map(target, lambda xy: torch.ones(xy.shape[0], 2))
     blocked = torch.full((64, 64), 1.0)  # something at 1 m hides the plane at 2 m
-    res = cross_view_consistency(tmap, target, tdepth, [tmap], [source], [blocked])
+    res = cross_view_consistency(tmap, target, tdepth, _targets([tmap]), [source], [blocked])
     assert res["points"] == 0 and math.isnan(res["pair_cosine"])
 
 

@@ -12,7 +12,8 @@ views that see one point does.)
 
 Pure torch, no I/O. Cameras: camera-to-world ``[4, 4]`` in OpenCV axes, pinhole intrinsics, pixel centres
 at ``+0.5`` (as everywhere in semfield). Teacher maps: ``[h, w, D]``, cell ``[i, j]`` centred on image pixel
-``((j + 0.5) W / w, (i + 0.5) H / h)``.
+``((j + 0.5) W / w, (i + 0.5) H / h)``; the training views' maps are read through
+:class:`semfield.train.features.FeatureTargets`, as training reads them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Camera", "bilinear_at_pixels", "cross_view_consistency", "lift_cell_centres", "project",
-           "rank_ceiling"]
+from ..train.features import FeatureTargets
+
+__all__ = ["Camera", "cross_view_consistency", "lift_cell_centres", "project", "rank_ceiling"]
 
 
 @dataclass
@@ -70,25 +72,13 @@ def project(cam: Camera, points: torch.Tensor):
     return local[:, 0] / safe * cam.fx + cam.cx, local[:, 1] / safe * cam.fy + cam.cy, z
 
 
-def bilinear_at_pixels(feature_map: torch.Tensor, u: torch.Tensor, v: torch.Tensor, width: int,
-                       height: int) -> torch.Tensor:
-    """Bilinear teacher features ``[N, D]`` at image pixels ``u, v [N]`` of a ``width × height`` image
-    (the map's cell centres as in the module docstring; clamped at the map's border)."""
-    h, w, _ = feature_map.shape
-    x = (u * w / width - 0.5).clamp(0, w - 1)
-    y = (v * h / height - 0.5).clamp(0, h - 1)
-    x0 = x.floor().long().clamp(max=max(w - 2, 0))
-    y0 = y.floor().long().clamp(max=max(h - 2, 0))
-    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
-    fx, fy = (x - x0).to(feature_map.dtype)[:, None], (y - y0).to(feature_map.dtype)[:, None]
-    return ((1 - fx) * (1 - fy) * feature_map[y0, x0] + fx * (1 - fy) * feature_map[y0, x1]
-            + (1 - fx) * fy * feature_map[y1, x0] + fx * fy * feature_map[y1, x1])
-
-
 def cross_view_consistency(target_map: torch.Tensor, target_cam: Camera, target_depth: torch.Tensor,
-                           source_maps: list[torch.Tensor], source_cams: list[Camera],
-                           source_depths: list[torch.Tensor], depth_tolerance: float = 0.02) -> dict[str, float]:
+                           sources: FeatureTargets, source_cams: list[Camera], source_depths: list[torch.Tensor],
+                           depth_tolerance: float = 0.02) -> dict[str, float]:
     """The teacher's agreement between one held-out (target) view and the training (source) views.
+
+    ``sources`` holds the training views' maps as training reads them (float16, bilinear at pixel centres),
+    in the order of ``source_cams`` and ``source_depths``.
 
     A target cell centre counts as seen by a source view when it projects inside that image, in front of the
     camera, and the source's ground-truth depth there is within ``depth_tolerance`` (relative) of the
@@ -107,7 +97,7 @@ def cross_view_consistency(target_map: torch.Tensor, target_cam: Camera, target_
     total = torch.zeros_like(target)
     count = torch.zeros(target.shape[0], dtype=torch.float32)
     pair_sum, pair_n = 0.0, 0
-    for fmap, cam, depth in zip(source_maps, source_cams, source_depths):
+    for k, (cam, depth) in enumerate(zip(source_cams, source_depths)):
         u, v, z = project(cam, points)
         inside = valid & (z > 1e-6) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
         idx = inside.nonzero().squeeze(1)
@@ -118,7 +108,7 @@ def cross_view_consistency(target_map: torch.Tensor, target_cam: Camera, target_
         idx = idx[(seen_depth - z[idx]).abs() <= depth_tolerance * z[idx]]
         if idx.numel() == 0:
             continue
-        feats = bilinear_at_pixels(fmap.float(), u[idx].float(), v[idx].float(), cam.width, cam.height)
+        feats = sources.sample(torch.full_like(idx, k), torch.stack([u[idx], v[idx]], dim=-1).float())
         pair = F.cosine_similarity(feats, target[idx], dim=-1)
         pair_sum += float(pair.sum())
         pair_n += int(idx.numel())
