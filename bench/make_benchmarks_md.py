@@ -331,6 +331,49 @@ def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[s
     return lines + [""]
 
 
+def pose_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
+    """Camera pose with no initial guess (bench/bench_pose.py), pooled over the runs' views."""
+    pooled, runs = res["pooled"], res.get("runs", [])
+    n = pooled["stages"]["full"]["n"]
+    lines = [f"## Camera pose, no initial guess: `{path.parent.name}`", "",
+             (f"**{n} {res.get('views', 'test')} views of {len(runs)} run(s)**, each located from its photo alone "
+              "(PROTOCOLS.md: rotation and translation error of the camera-to-world pose, success below both "
+              "thresholds, medians over the poses returned). Goals (issue 6): success at 5°/5 cm ≥ 95 %, "
+              "median ≤ 1° / 1 cm, ≤ 3 s per image on the 2-core CPU."), "",
+             "```", res["command"], "```", "",
+             f"- Machine: {_machine(res.get('machine', {}), [])} (torch threads: {res.get('threads', '?')})",
+             _code_line(res),
+             "- Runs: " + ", ".join(f"`{r.get('run', '?')}`" for r in runs),
+             f"- Results: `{os.path.relpath(path, output.parent)}`", "",
+             ("| stage | success 5°/5 cm | success 2°/2 cm | median rotation (°) | median translation (cm) | "
+              "returned | s / image |"), "|---|---|---|---|---|---|---|"]
+
+    def row(label: str, m: dict[str, Any]) -> str:
+        return (f"| {label} | {_fmt(m['success_5deg_5cm'], '.3f')} | {_fmt(m['success_2deg_2cm'], '.3f')} | "
+                f"{_fmt(m['median_rot_deg'], '.2f')} | {_fmt(m['median_trans_cm'], '.2f')} | "
+                f"{_fmt(m['returned_rate'], '.3f')} | {_fmt(m['seconds_per_image'], '.2f')} |")
+
+    labels = {"coarse_regression": "coarse: regression from the global descriptor",
+              "coarse_retrieval": "coarse: retrieval (top bank view by layout descriptor)",
+              "coarse_pnp": "coarse + PnP (bank patch matches, SIFT rounds)", "full": "full (+ photometric refinement)"}
+    lines += [row(label, pooled["stages"][k]) for k, label in labels.items() if k in pooled["stages"]]
+    lines += [row(f"robustness: {k}", m) for k, m in pooled.get("robustness", {}).items()]
+    lines += [row(f"iNeRF baseline from ground truth perturbed by {k.replace('deg_', '°, ').replace('s', ' s')}", m)
+              for k, m in pooled.get("baseline", {}).items()]
+    lines += ["", "Per run (full method):", "", ("| run | views | success 5°/5 cm | median rotation (°) | "
+                                                  "median translation (cm) | s / image | bank views | bank fit (s) |"),
+              "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        m, fit = r["stages"]["full"], r.get("fit", {})
+        lines.append(f"| `{Path(r.get('run', '?')).name}` | {m['n']} | {_fmt(m['success_5deg_5cm'], '.3f')} | "
+                     f"{_fmt(m['median_rot_deg'], '.2f')} | {_fmt(m['median_trans_cm'], '.2f')} | "
+                     f"{_fmt(m['seconds_per_image'], '.2f')} | {fit.get('bank_views', '?')} | "
+                     f"{_fmt((fit.get('fit_seconds') or {}).get('bank'), '.0f')} |")
+    if res.get("notes"):
+        lines += ["", *res["notes"]]
+    return lines + [""]
+
+
 def suite_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """A ``semfield bench`` suite: its own report (:func:`semfield.harness.report.render_report`), one
     heading level down, with the results file named."""
@@ -372,6 +415,8 @@ def render(paths: list[Path], output: Path) -> str:
             section = consistency_section(res, path, output)
         elif res.get("benchmark") == "sweep":
             section = sweep_section(res, path, output)
+        elif res.get("benchmark") == "pose":
+            section = pose_section(res, path, output)
         else:
             section = [f"## `{path.parent.name}`", "", f"(unknown benchmark kind {res.get('benchmark')!r})", ""]
         lines += section[:2] + stale + section[2:]  # the warning right under the heading

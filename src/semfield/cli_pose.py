@@ -30,9 +30,10 @@ def locate_cmd(run_dir: Path, photo_path: Path, intrinsics, out_dir: Path, no_re
                bank_views: int | None, as_json: bool, no_progress: bool) -> None:
     """Find the camera pose of PHOTO in RUN's scene, with no initial guess.
 
-    Coarse pose from DINOv2 descriptors (a per-scene regressor and retrieval over views rendered from the
-    field; fitted once and cached in RUN/pose/), then PnP on matches to renders, then photometric refinement
-    through the field. Prints the camera-to-world pose (OpenCV axes: x right, y down, z forward) and writes
+    The photo's DINOv2 patches are matched to a bank of views rendered from the field (their patch features
+    and the 3D points under them; fitted once and cached in RUN/pose/), PnP on those 2D-3D matches, the
+    best poses refined by render -> SIFT -> PnP rounds, then photometric refinement through the field (a
+    per-scene regressor and descriptor retrieval give the coarse poses reported beside it). Prints the camera-to-world pose (OpenCV axes: x right, y down, z forward) and writes
     transforms.json (the photo as a nerfstudio frame, OpenGL axes), pose.json and locate.png (photo beside
     the render at the found pose) into --out.
 

@@ -29,11 +29,15 @@ class ImageDescriptors:
     patches: torch.Tensor
 
 
-def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
-    """``[H, W, 3]`` → ``[h, w, 3]`` with the long side ``size`` (antialiased bilinear; same aspect)."""
+def resize_image(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """``[H, W, 3]`` → ``[h, w, 3]`` with the long side ``size`` (same aspect), or exactly ``size = (h, w)``
+    (antialiased bilinear)."""
     H, W = image.shape[:2]
-    scale = size / max(H, W)
-    h, w = max(1, round(H * scale)), max(1, round(W * scale))
+    if isinstance(size, tuple):
+        h, w = size
+    else:
+        scale = size / max(H, W)
+        h, w = max(1, round(H * scale)), max(1, round(W * scale))
     if (h, w) == (H, W):
         return image.float()
     x = image.float().permute(2, 0, 1)[None]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 
@@ -151,6 +152,21 @@ def backproject(uv: np.ndarray, depth: np.ndarray, K: np.ndarray, c2w: np.ndarra
     y = (uv[:, 1] - K[1, 2]) / K[1, 1] * z
     cam = np.stack([x, y, z], axis=-1)
     return cam @ np.asarray(c2w)[:3, :3].T + np.asarray(c2w)[:3, 3]
+
+
+def trusted_depth(depth: np.ndarray, edge_ratio: float) -> np.ndarray:
+    """Pixels whose 3×3 neighbourhood has no depth jump larger than ``edge_ratio`` of the depth.
+
+    Args:
+        depth: ``[H, W]`` depth (non-finite or ≤ 0: no depth).
+        edge_ratio: the largest trusted spread (max − min over 3 × 3) relative to the depth.
+    Returns:
+        ``[H, W]`` bool.
+    """
+    d = np.asarray(depth, dtype=np.float32)
+    kernel = np.ones((3, 3), np.uint8)
+    spread = cv2.dilate(d, kernel) - cv2.erode(d, kernel)
+    return np.isfinite(d) & (d > 0) & (spread < edge_ratio * np.maximum(d, 1e-6))
 
 
 def project(points: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

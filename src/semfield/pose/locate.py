@@ -3,15 +3,18 @@
 1. Coarse. Three candidate kinds: (a) the regressor's pose (from the photo's DINOv2 descriptors), (b) the
    poses of the ``retrieval_k`` bank views whose layout descriptors are most similar (cosine), (c) the
    ``thumbnail_k`` bank views whose colour thumbnails correlate best with the photo.
-2. PnP. Each candidate is rendered (RGB + depth, ``select_size`` pixels on the long side, at the coarser
-   ``select_render`` step); DINOv2 patch features of photo and render are matched (mutual nearest
-   neighbours, robust to a render 10–20° off), the render's patch centres lifted to 3D with its depth,
-   PnP-RANSAC. The ``pnp_finalists`` resulting poses whose small renders correlate best with the photo go on
-   to up to ``pnp_rounds`` render → SIFT match → PnP rounds at ``match_size`` (they stop once the pose stops
-   moving), and the best-correlating result wins. (The most inliers used to pick the winner: a render from
-   the far side of a table matches a symmetric layout about as well, and 2 of 24 test views came out
-   turned 169° and 179°.)
-3. Photometric search, when PnP failed or has fewer than ``trusted_inliers`` inliers (small photos, a blurry
+2. PnP. The photo's DINOv2 patches are matched to every bank view at once (mutual nearest neighbours on
+   the bank's stored patch features, :mod:`semfield.pose.bank_match`); each match is a 2D (photo patch
+   centre) ↔ 3D (the bank's point under that patch) correspondence, so the ``match_views`` views with the
+   most matches each give a PnP-RANSAC pose, and their matches pooled give one more — no rendering. Every
+   pose is scored by how well a small render there correlates with the photo; the ``pnp_finalists`` best
+   distinct poses go on to up to ``pnp_rounds`` render → SIFT match → PnP rounds at ``match_size`` (they stop
+   once the pose stops moving), and the best-correlating result wins. (The most inliers used to pick the
+   winner: a render from the far side of a table matches a symmetric layout about as well, and 2 of 24 test
+   views came out turned 169° and 179°.) The coarse candidates of step 1 go through the same render-based
+   dense PnP when the bank gives no pose.
+3. Photometric search, when PnP failed or its pose's render correlates less than ``trusted_score`` with the
+   photo (small photos, a blurry
    field): every candidate is moved by a short large-step photometric refinement and scored by the
    correlation of its render with the photo (:mod:`semfield.pose.photometric`); the best hypothesis
    replaces the PnP pose if it scores higher.
@@ -26,7 +29,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
@@ -34,8 +36,9 @@ from ..errors import SemfieldError
 from ..field.grid_field import GridField
 from ..field.renderer import RenderOptions, render_image
 from ..scene.types import Intrinsics
+from .bank_match import match_bank, patch_centres
 from .descriptors import describe_image
-from .geometry import backproject
+from .geometry import backproject, trusted_depth
 from .matching import Matches, dense_feature_matches, sift_matches
 from .photometric import (
     SEARCH_REFINE,
@@ -49,7 +52,7 @@ from .pnp import PnPResult, solve_pnp
 from .refine import RefineOptions, refine_pose_photometric
 from .store import CoarseModel
 
-__all__ = ["LocateOptions", "LocateResult", "coarse_candidates", "locate_photo", "render_and_pnp"]
+__all__ = ["LocateOptions", "LocateResult", "bank_pnp_poses", "coarse_candidates", "locate_photo", "render_and_pnp"]
 
 
 @dataclass
@@ -57,14 +60,23 @@ class LocateOptions:
     """Settings of :func:`locate_photo`. Sizes are long sides in pixels (capped at the photo's).
 
     ``retrieval_k`` / ``thumbnail_k``: bank views taken by descriptor / thumbnail similarity as candidates;
-    ``pnp_finalists``: dense-PnP poses (best render scores first) that go on to the SIFT rounds;
-    ``trusted_inliers``: a PnP pose with fewer inliers competes with the photometric search (by render score);
+    ``match_views``: bank views (most patch matches first) whose matches give a PnP pose each;
+    ``match_similarity``: the cosine floor of a patch match;
+    ``pnp_finalists``: distinct PnP poses (best render scores first) that go on to the SIFT rounds, distinct
+    meaning at least ``distinct_deg`` or ``distinct_frac`` (of the distance to the scene) apart;
+    ``trusted_score``: a PnP pose whose render correlates less than this with the photo competes with the
+    photometric search (by that score; correctly located views of the quick suite score 0.93–0.98, poses
+    degrees off 0.6–0.85);
     ``converged_deg`` / ``converged_frac``: a SIFT round that moves the pose less than this (rotation, and
     translation as a fraction of the distance to the scene) ends the rounds.
     """
 
     retrieval_k: int = 4
     thumbnail_k: int = 3
+    match_views: int = 12
+    match_similarity: float = 0.5
+    distinct_deg: float = 3.0
+    distinct_frac: float = 0.05
     # Dense matching at the photo's own size (a 192-px photo: 13 x 13 DINOv2 patches, not 7 x 7 at 96 px;
     # PnP on ~30 patch matches was mostly noise), rendered at a doubled step so it costs what 96 px did.
     # On all 24 test views of the quick suite's 3 scenes (5 deg / 5 cm): 11 located at 96 px with the most
@@ -72,20 +84,20 @@ class LocateOptions:
     select_size: int = 192
     match_size: int = 192
     pnp_rounds: int = 3
-    pnp_finalists: int = 2
+    pnp_finalists: int = 3
     reprojection_px: float = 2.0
     dense_reprojection_patches: float = 0.75
     min_inliers: int = 10
-    trusted_inliers: int = 15
+    trusted_score: float = 0.9
     converged_deg: float = 0.2
     converged_frac: float = 0.003
     depth_edge_ratio: float = 0.03
     score_size: int = 32
-    render: RenderOptions = field(default_factory=lambda: RenderOptions(step_voxels=1.5, max_samples=384))
+    render: RenderOptions = field(default_factory=lambda: RenderOptions(step_voxels=2.5, max_samples=384))
     select_render: RenderOptions = field(default_factory=lambda: RenderOptions(step_voxels=3.0, max_samples=384))
     search: RefineOptions = field(default_factory=lambda: SEARCH_REFINE)
     settle: RefineOptions = field(default_factory=lambda: SETTLE_REFINE)
-    refine: RefineOptions = field(default_factory=RefineOptions)
+    refine: RefineOptions = field(default_factory=lambda: RefineOptions(iterations=20, rays=512))
     use_refine: bool = True
 
 
@@ -101,7 +113,9 @@ class LocateResult:
         inliers: PnP inliers of the last successful round (0 if none).
         pnp_ok: whether any PnP round succeeded.
         method: which path gave the refinement's start: ``pnp`` or ``photometric``.
-        chosen: the candidate it came from (``regression``, ``retrieval:i`` or ``thumbnail:i``; empty if none).
+        chosen: the PnP pose or candidate it came from (``bank:i`` — the bank view with the i-th most patch
+            matches —, ``bank:pooled``, or, when the bank gave no pose or the photometric search won,
+            ``regression``, ``retrieval:i`` or ``thumbnail:i``; empty if none).
         seconds: wall time per stage (``describe``, ``coarse``, ``pnp``, ``search``, ``refine``, ``total``).
     """
 
@@ -152,14 +166,6 @@ def _field_device(fld: GridField) -> torch.device:
     return next(iter(fld.sparse_grids().values())).values.device
 
 
-def _trusted_depth(depth: np.ndarray, edge_ratio: float) -> np.ndarray:
-    """Pixels whose 3×3 neighbourhood has no depth jump larger than ``edge_ratio`` of the depth: ``[H, W]``."""
-    d = depth.astype(np.float32)
-    kernel = np.ones((3, 3), np.uint8)
-    spread = cv2.dilate(d, kernel) - cv2.erode(d, kernel)
-    return np.isfinite(d) & (d > 0) & (spread < edge_ratio * np.maximum(d, 1e-6))
-
-
 def render_and_pnp(fld: GridField, photo: np.ndarray, intr: Intrinsics, c2w: np.ndarray, size: int,
                    opts: LocateOptions, dense: tuple | None = None,
                    render: RenderOptions | None = None) -> tuple[PnPResult, Matches]:
@@ -181,7 +187,7 @@ def render_and_pnp(fld: GridField, photo: np.ndarray, intr: Intrinsics, c2w: np.
                            render or opts.render)
     rgb = out["rgb"].float().cpu()
     depth = out["median_depth"].float().cpu().numpy()
-    trusted = _trusted_depth(depth, opts.depth_edge_ratio)
+    trusted = trusted_depth(depth, opts.depth_edge_ratio)
     if dense is not None:
         teacher, photo_patches = dense
         matches = dense_feature_matches(photo_patches, teacher.extract(rgb.clamp(0, 1)).features,
@@ -209,47 +215,119 @@ def _moved_less_than(a: np.ndarray, b: np.ndarray, deg: float, dist: float) -> b
     return bool(angle < deg and np.linalg.norm(a[:3, 3] - b[:3, 3]) < dist)
 
 
-def _sift_rounds(fld: GridField, photo_np: np.ndarray, intr: Intrinsics, pose: np.ndarray, inliers: int,
-                 dense: tuple, scale: float, opts: LocateOptions) -> tuple[np.ndarray, int]:
-    """Render → SIFT match → PnP rounds from ``pose`` until it stops moving: ``(c2w, inliers)``."""
-    for _ in range(opts.pnp_rounds):
-        res, _ = render_and_pnp(fld, photo_np, intr, pose, opts.match_size, opts)
+@dataclass
+class _Hypothesis:
+    """A pose on its way through the SIFT rounds: ``c2w [4, 4]``, its render ``score``, PnP ``inliers``."""
+
+    name: str
+    c2w: np.ndarray
+    score: float
+    inliers: int
+    converged: bool = False
+
+
+def _sift_rounds(fld: GridField, photo: torch.Tensor, intr: Intrinsics, hyp: _Hypothesis, dense: tuple,
+                 scale: float, opts: LocateOptions, rounds: int) -> _Hypothesis:
+    """Up to ``rounds`` render → SIFT match → PnP rounds from ``hyp``, until the pose stops moving or a round
+    would lower its render score (a PnP on a handful of wrong matches: the round is undone)."""
+    photo_np = photo.float().cpu().numpy()
+    for _ in range(rounds):
+        res, _ = render_and_pnp(fld, photo_np, intr, hyp.c2w, opts.match_size, opts)
         if res.c2w is None:  # still too far off for SIFT: one more dense round, closer
-            res, _ = render_and_pnp(fld, photo_np, intr, pose, opts.select_size, opts, dense=dense,
+            res, _ = render_and_pnp(fld, photo_np, intr, hyp.c2w, opts.select_size, opts, dense=dense,
                                     render=opts.select_render)
         if res.c2w is None:
             break
-        previous, pose, inliers = pose, res.c2w, res.inliers
-        if _moved_less_than(previous, pose, opts.converged_deg, opts.converged_frac * scale):
+        score = render_score(fld, photo, intr, res.c2w, opts.score_size, opts.search.render)
+        if score < hyp.score:
             break
-    return pose, inliers
+        moved = not _moved_less_than(hyp.c2w, res.c2w, opts.converged_deg, opts.converged_frac * scale)
+        hyp = _Hypothesis(hyp.name, res.c2w, score, res.inliers, converged=not moved)
+        if hyp.converged:
+            break
+    return hyp
 
 
-def _pnp_stage(fld: GridField, teacher, photo: torch.Tensor, intr: Intrinsics,
-               candidates: list[tuple[str, np.ndarray]], scale: float,
-               opts: LocateOptions) -> tuple[np.ndarray | None, int, str]:
-    """Dense PnP from every candidate; the ``pnp_finalists`` poses whose renders correlate best with the photo
-    go through SIFT rounds, and the best-scoring result wins (``scale``: the capture's radius, for the
-    translation threshold): ``(c2w or None, inliers, name)``."""
-    photo_np = photo.float().cpu().numpy()
-    dense = (teacher, teacher.extract(photo.float().clamp(0, 1)).features)
-    found: list[tuple[float, str, PnPResult]] = []
-    for name, c2w in candidates:
-        res, _ = render_and_pnp(fld, photo_np, intr, c2w, opts.select_size, opts, dense=dense,
-                                render=opts.select_render)
+def bank_pnp_poses(model: CoarseModel, photo_patches: torch.Tensor, intr: Intrinsics,
+                   opts: LocateOptions) -> list[tuple[str, PnPResult]]:
+    """PnP poses from the photo's patches matched to the bank's stored patches and 3D points (no rendering).
+
+    Args:
+        model: the coarse model (its bank has patch features and points).
+        photo_patches: ``[h, w, D]`` the photo's teacher patch features (as the bank's were made: the photo
+            resized to the bank's size).
+        intr: the photo's intrinsics (patch centres are placed on its ``H × W`` pixels).
+        opts: :class:`LocateOptions` (``match_views``, ``match_similarity``, ``dense_reprojection_patches``,
+            ``min_inliers``).
+    Returns:
+        ``[("bank:i", PnPResult), ...]`` for the ``match_views`` views with the most matches (rank ``i``) and
+        ``("bank:pooled", ...)`` for their matches together; failed PnPs left out.
+    """
+    bank = model.bank
+    h, w, D = photo_patches.shape
+    matches = match_bank(bank.patch_basis.compress(photo_patches.reshape(-1, D)), bank.patch_feats,
+                         bank.patch_valid, opts.match_similarity)
+    centres = patch_centres((h, w), (intr.height, intr.width)).numpy()
+    threshold = opts.dense_reprojection_patches * max(intr.width / w, intr.height / h)
+    order = torch.argsort(matches.counts, descending=True, stable=True)[: opts.match_views]
+    order = [int(b) for b in order if int(matches.counts[b]) >= opts.min_inliers]
+    out: list[tuple[str, PnPResult]] = []
+    pooled_q, pooled_x = [], []
+    for rank, b in enumerate(order):
+        qi, pi = matches.of_view(b)
+        pixels, points = centres[qi.numpy()], bank.patch_points[b, pi].double().numpy()
+        pooled_q.append(pixels)
+        pooled_x.append(points)
+        res = solve_pnp(points, pixels, intr.K, reprojection_px=threshold, min_inliers=opts.min_inliers)
         if res.c2w is not None:
-            found.append((render_score(fld, photo, intr, res.c2w, opts.score_size, opts.search.render), name, res))
-    if not found:
-        return None, 0, ""
-    found.sort(key=lambda f: -f[0])
-    best: tuple[float, np.ndarray, int, str] | None = None
-    for score, name, res in found[: opts.pnp_finalists]:
-        pose, inliers = _sift_rounds(fld, photo_np, intr, res.c2w, res.inliers, dense, scale, opts)
-        if opts.pnp_finalists > 1:
-            score = render_score(fld, photo, intr, pose, opts.score_size, opts.search.render)
-        if best is None or score > best[0]:
-            best = (score, pose, inliers, name)
-    return best[1], best[2], best[3]
+            out.append((f"bank:{rank}", res))
+    if len(order) > 1:
+        res = solve_pnp(np.concatenate(pooled_x), np.concatenate(pooled_q), intr.K, reprojection_px=threshold,
+                        min_inliers=opts.min_inliers)
+        if res.c2w is not None:
+            out.append(("bank:pooled", res))
+    return out
+
+
+def _distinct(hypotheses: list[_Hypothesis], n: int, deg: float, dist: float) -> list[_Hypothesis]:
+    """The first ``n`` of ``hypotheses`` (best first) that are not within ``deg`` and ``dist`` of an earlier one."""
+    kept: list[_Hypothesis] = []
+    for h in hypotheses:
+        if all(not _moved_less_than(h.c2w, k.c2w, deg, dist) for k in kept):
+            kept.append(h)
+        if len(kept) == n:
+            break
+    return kept
+
+
+def _pnp_stage(fld: GridField, model: CoarseModel, teacher, photo: torch.Tensor, photo_patches: torch.Tensor,
+               intr: Intrinsics, candidates: list[tuple[str, np.ndarray]], scale: float,
+               opts: LocateOptions) -> tuple[np.ndarray | None, int, str, float]:
+    """PnP poses from the bank's matches (render-based dense PnP from the coarse ``candidates`` when the bank
+    gives none), each scored by its render's correlation with the photo; the ``pnp_finalists`` best distinct
+    ones get one SIFT round each, and the best-scoring result goes on through the remaining rounds
+    (``scale``: the capture's radius, for the translation thresholds): ``(c2w or None, inliers, name, render
+    score)``."""
+    dense = (teacher, teacher.extract(photo.float().clamp(0, 1)).features)
+    poses = bank_pnp_poses(model, photo_patches, intr, opts)
+    if not poses:
+        photo_np = photo.float().cpu().numpy()
+        for name, c2w in candidates:
+            res, _ = render_and_pnp(fld, photo_np, intr, c2w, opts.select_size, opts, dense=dense,
+                                    render=opts.select_render)
+            if res.c2w is not None:
+                poses.append((name, res))
+    if not poses:
+        return None, 0, "", float("nan")
+    scored = sorted((_Hypothesis(name, res.c2w, render_score(fld, photo, intr, res.c2w, opts.score_size,
+                                                             opts.search.render), res.inliers)
+                     for name, res in poses), key=lambda h: -h.score)
+    finalists = _distinct(scored, opts.pnp_finalists, opts.distinct_deg, opts.distinct_frac * scale)
+    # one SIFT round each; the best-scoring result goes on alone
+    best = max((_sift_rounds(fld, photo, intr, h, dense, scale, opts, 1) for h in finalists), key=lambda h: h.score)
+    if not best.converged:
+        best = _sift_rounds(fld, photo, intr, best, dense, scale, opts, opts.pnp_rounds - 1)
+    return best.c2w, best.inliers, best.name, best.score
 
 
 def locate_photo(fld: GridField, model: CoarseModel, teacher, photo: torch.Tensor, intr: Intrinsics,
@@ -274,7 +352,7 @@ def locate_photo(fld: GridField, model: CoarseModel, teacher, photo: torch.Tenso
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     settings = model.meta["bank"]
-    desc = describe_image(teacher, photo, int(settings["size"]), int(settings["grid"]))
+    desc = describe_image(teacher, photo, model.bank.long_side, int(settings["grid"]))
     t1 = time.perf_counter()
     seconds["describe"] = t1 - t0
     candidates = coarse_candidates(model, desc.global_vec, desc.layout_vec,
@@ -282,17 +360,17 @@ def locate_photo(fld: GridField, model: CoarseModel, teacher, photo: torch.Tenso
     t2 = time.perf_counter()
     seconds["coarse"] = t2 - t1
     scale = float(model.regressor.scale)
-    pnp_pose, inliers, chosen = _pnp_stage(fld, teacher, photo, intr, candidates, scale, opts)
+    pnp_pose, inliers, chosen, pnp_score = _pnp_stage(fld, model, teacher, photo, desc.patches, intr, candidates,
+                                                      scale, opts)
     t3 = time.perf_counter()
     seconds["pnp"] = t3 - t2
     stages: dict[str, np.ndarray | None] = {"regression": candidates[0][1], "retrieval": candidates[1][1],
                                             "pnp": pnp_pose, "photometric": None, "refined": None}
     start, method = pnp_pose, "pnp"
-    if pnp_pose is None or inliers < opts.trusted_inliers:
+    if pnp_pose is None or pnp_score < opts.trusted_score:
         hypotheses = photometric_search(fld, photo, intr, candidates, opts.score_size, opts.search, seed=seed)
         stages["photometric"] = hypotheses[0].c2w
-        if pnp_pose is None or hypotheses[0].score > render_score(fld, photo, intr, pnp_pose, opts.score_size,
-                                                                  opts.search.render):
+        if pnp_pose is None or hypotheses[0].score > pnp_score:
             start, method, chosen = hypotheses[0].c2w, "photometric", hypotheses[0].name
             # the search's few steps leave a hypothesis degrees off: settle it before the fine refinement
             start, _ = refine_pose_photometric(fld, photo, intr, start, opts.settle, seed=seed)
