@@ -8,16 +8,17 @@
    centre) ↔ 3D (the bank's point under that patch) correspondence, so the ``match_views`` views with the
    most matches each give a PnP-RANSAC pose, and their matches pooled give one more — no rendering. Every
    pose is scored by how well a small render there correlates with the photo; the ``pnp_finalists`` best
-   distinct poses go on to up to ``pnp_rounds`` render → SIFT match → PnP rounds at ``match_size`` (they stop
-   once the pose stops moving), and the best-correlating result wins. (The most inliers used to pick the
-   winner: a render from the far side of a table matches a symmetric layout about as well, and 2 of 24 test
-   views came out turned 169° and 179°.) The coarse candidates of step 1 go through the same render-based
-   dense PnP when the bank gives no pose.
+   distinct poses get one render → SIFT match → PnP round each at ``match_size``, and the best-scoring
+   result goes on through up to ``pnp_rounds`` rounds in all (until the pose stops moving). A round whose
+   pose would render less like the photo is undone: with ~10 inliers, a SIFT PnP can be wrong. (Scoring by
+   render correlation, not by inliers: a render from the far side of a table matches a symmetric layout
+   about as well, and 2 of 24 test views once came out turned 169° and 179°.) When the bank gives no pose,
+   the coarse candidates of step 1 are rendered and their DINOv2 patches matched to the photo's instead;
+   the same render-based dense match stands in for SIFT in a round that finds no SIFT pose.
 3. Photometric search, when PnP failed or its pose's render correlates less than ``trusted_score`` with the
-   photo (small photos, a blurry
-   field): every candidate is moved by a short large-step photometric refinement and scored by the
-   correlation of its render with the photo (:mod:`semfield.pose.photometric`); the best hypothesis
-   replaces the PnP pose if it scores higher.
+   photo (small photos, a blurry field): every coarse candidate is moved by a short large-step photometric
+   refinement and scored by the correlation of its render with the photo (:mod:`semfield.pose.photometric`);
+   the best hypothesis replaces the PnP pose if it scores higher.
 4. Refinement. Photometric gradient descent on the pose through the differentiable renderer
    (:mod:`semfield.pose.refine`).
 
@@ -77,10 +78,15 @@ class LocateOptions:
     match_similarity: float = 0.5
     distinct_deg: float = 3.0
     distinct_frac: float = 0.05
-    # Dense matching at the photo's own size (a 192-px photo: 13 x 13 DINOv2 patches, not 7 x 7 at 96 px;
-    # PnP on ~30 patch matches was mostly noise), rendered at a doubled step so it costs what 96 px did.
-    # On all 24 test views of the quick suite's 3 scenes (5 deg / 5 cm): 11 located at 96 px with the most
-    # inliers winning, 14 at 192 px, 15 choosing by render score, 17 with 2 finalists (~+3 s per photo).
+    # Render-based dense matching (the fallbacks) at the photo's own size: a 192-px photo has 13 x 13 DINOv2
+    # patches, not 7 x 7 at 96 px, and PnP on ~30 patch matches was mostly noise.
+    # The rest was measured on the 24 test views of the quick suite's 3 scenes (5 deg / 5 cm, 2-core CPU):
+    # bank matching replaced render-based dense PnP from 8 coarse candidates (18 -> 20 located, 8.9 -> 4.4 s
+    # per photo); 3 finalists and undoing rounds that lower the score gave 21 at 4.8 s; rendering the SIFT
+    # rounds at a 2.5-voxel step instead of 1.5 and a 20 x 512-ray refinement instead of 30 x 768 gave 20
+    # at 3.3 s (one view's SIFT round fails on the coarser render); a photometric search for poses with
+    # < 15 inliers (instead of a score < 0.9) changed none of them and cost ~4 s for a quarter of the
+    # photos; letting the PnP pose join that search moved a failed one further off (7.8 -> 10.0 deg).
     select_size: int = 192
     match_size: int = 192
     pnp_rounds: int = 3
