@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = _pictures(run, frames, located, opts)
         result["per_view"] = [{"name": f.name, **r.to_json()} for f, r in zip(frames, located)]
         result["run"] = str(run_dir)
+        result["generator_version"] = (scene.ground_truth or {}).get("generator_version", 1 if scene.ground_truth else None)
         runs.append(result)
         print(f"{run_dir}: " + ", ".join(f"{k} {result['summary'][k]:.3g}" for k in result["summary"]), flush=True)
     pooled: dict[str, Any] = {"stages": {}, "robustness": {}, "baseline": {}}
@@ -146,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if rows:
         save_picture(args.out / "pose_views.png", stack_rows(rows))
+    versions = {r["generator_version"] for r in runs}
     results = {"benchmark": "pose", "command": command_line(), "started": started, "git": git_info(),
+               "generator_version": versions.pop() if len(versions) == 1 else None,
                "machine": machine_info("cpu"), "views": args.views, "threads": args.threads,
                "locate_options": {k: v for k, v in vars(opts).items() if isinstance(v, int | float | bool)},
                "pooled": pooled, "runs": runs, "wall_seconds": time.perf_counter() - start}

@@ -341,7 +341,7 @@ def pose_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
               "thresholds, medians over the poses returned). Goals (issue 6): success at 5°/5 cm ≥ 95 %, "
               "median ≤ 1° / 1 cm, ≤ 3 s per image on the 2-core CPU."), "",
              "```", res["command"], "```", "",
-             f"- Machine: {_machine(res.get('machine', {}), [])} (torch threads: {res.get('threads', '?')})",
+             f"- Machine: {_machine(res.get('machine', {}), [{'torch_threads': res.get('threads')}])}",
              _code_line(res),
              "- Runs: " + ", ".join(f"`{r.get('run', '?')}`" for r in runs),
              f"- Results: `{os.path.relpath(path, output.parent)}`", "",
@@ -370,7 +370,7 @@ def pose_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
                      f"{_fmt(m['seconds_per_image'], '.2f')} | {fit.get('bank_views', '?')} | "
                      f"{_fmt((fit.get('fit_seconds') or {}).get('bank'), '.0f')} |")
     if res.get("notes"):
-        lines += ["", *res["notes"]]
+        lines += ["", *(f"- {note}" for note in res["notes"])]
     return lines + [""]
 
 

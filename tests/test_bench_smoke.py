@@ -98,6 +98,37 @@ def test_benchmarks_md_panoptic_section(tmp_path):
     assert "| 2D masks per view | 12.5 |  |  |" in text and "`results/pan/panoptic_test_views.png`" in text
 
 
+def test_pose_pooled_figures_and_section(tmp_path):
+    """bench_pose pools per-view errors over runs (a view not returned fails every threshold and is left out
+    of the medians), and its results.json becomes a section with those figures."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_pose import pooled_metrics
+
+    a = {"rot_deg": [0.5, 4.0, None], "trans_cm": [0.4, 3.0, None]}
+    b = {"rot_deg": [1.5, 170.0], "trans_cm": [6.0, 90.0]}
+    m = pooled_metrics([a, b], [3.0, 1.0, 2.0, 5.0, 4.0])
+    assert m["n"] == 5 and m["returned_rate"] == 0.8
+    assert m["success_5deg_5cm"] == 0.4  # (0.5°, 0.4 cm) and (4°, 3 cm); 1.5° misses on 6 cm
+    assert m["success_2deg_2cm"] == 0.2
+    assert m["median_rot_deg"] == 2.75 and m["median_trans_cm"] == 4.5 and m["seconds_per_image"] == 3.0
+    full = {**m, "seconds_per_image": 3.0}
+    res = {"benchmark": "pose", "command": "python bench/bench_pose.py --run R --out X", "views": "test",
+           "git": {"commit": "abc123def4567890", "dirty": False}, "machine": {"cpu": "cpu", "cores": 2},
+           "threads": 2, "generator_version": None, "notes": ["a note"],
+           "pooled": {"stages": {"full": full}, "robustness": {"exposure": full},
+                      "baseline": {"30deg_0.5s": full}},
+           "runs": [{"run": "runs/r0", "stages": {"full": full}, "fit": {"bank_views": 432,
+                                                                         "fit_seconds": {"bank": 140.0}}}]}
+    (tmp_path / "results" / "pose").mkdir(parents=True)
+    (tmp_path / "results" / "pose" / "results.json").write_text(json.dumps(res))
+    text = _benchmarks_md(tmp_path)
+    assert "## Camera pose, no initial guess: `pose`" in text and "**5 test views of 1 run(s)**" in text
+    assert "| full (+ photometric refinement) | 0.400 | 0.200 | 2.75 | 4.50 | 0.800 | 3.00 |" in text
+    assert "| robustness: exposure | 0.400 |" in text
+    assert "| iNeRF baseline from ground truth perturbed by 30°, 0.5 s | 0.400 |" in text
+    assert "| `r0` | 5 | 0.400 | 2.75 | 4.50 | 3.00 | 432 | 140 |" in text and "- a note" in text
+
+
 def test_sweep_and_teacher_consistency_into_benchmarks_md(tmp_path):
     """bench/sweep_train.py (two variants, tiny scene) and bench/teacher_consistency.py (label teacher) write
     results that bench/make_benchmarks_md.py turns into their sections."""
