@@ -64,7 +64,7 @@ class ViewBank:
     """``c2w [B, 4, 4]``, ``global_vecs [B, 2D]``, ``layout_vecs [B, g² D]``, ``thumbs [B, 3 h w]`` (unit
     thumbnails of ``thumb_size = (h, w)``), ``rendered [B]`` bool (False: a training photo).
 
-    Patches (every view has the same ``patch_grid = (h, w)``, ``P = h · w``): ``patch_feats [B, P, k]``
+    Patches (every view has the same teacher patch grid, ``P`` patches, row-major): ``patch_feats [B, P, k]``
     (fp16, unit length in ``patch_basis``), ``patch_points [B, P, 3]`` world points under the patch centres,
     ``patch_valid [B, P]`` bool (a trusted depth there); ``image_size = (height, width)`` of the views as the
     teacher saw them (photos are described at the same size).
