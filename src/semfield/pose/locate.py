@@ -68,6 +68,7 @@ class LocateOptions:
     ``trusted_score``: a PnP pose whose render correlates less than this with the photo competes with the
     photometric search (by that score; correctly located views of the quick suite score 0.93–0.98, poses
     degrees off 0.6–0.85);
+    ``ransac_iterations``: PnP-RANSAC iterations of every PnP here;
     ``converged_deg`` / ``converged_frac``: a SIFT round that moves the pose less than this (rotation, and
     translation as a fraction of the distance to the scene) ends the rounds.
     """
@@ -84,7 +85,9 @@ class LocateOptions:
     # bank matching replaced render-based dense PnP from 8 coarse candidates (18 -> 20 located, 8.9 -> 4.4 s
     # per photo); 3 finalists and undoing rounds that lower the score gave 21 at 4.8 s; rendering the SIFT
     # rounds at a 2.5-voxel step instead of 1.5 and a 20 x 512-ray refinement instead of 30 x 768 gave 20
-    # at 3.3 s (one view's SIFT round fails on the coarser render); a photometric search for poses with
+    # at 3.3 s (one view's SIFT round fails on the coarser render). With 128-view banks: step 2.5 and 1000
+    # RANSAC iterations 19 at 3.26 s, step 2.0 and 300 iterations 20 at 3.14 s, step 1.5 and 300 iterations
+    # 20 at 3.93 s (a RANSAC of 1000 iterations took 26 ms, 13+ per photo). A photometric search for poses with
     # < 15 inliers (instead of a score < 0.9) changed none of them and cost ~4 s for a quarter of the
     # photos; letting the PnP pose join that search moved a failed one further off (7.8 -> 10.0 deg).
     select_size: int = 192
@@ -92,6 +95,7 @@ class LocateOptions:
     pnp_rounds: int = 3
     pnp_finalists: int = 3
     reprojection_px: float = 2.0
+    ransac_iterations: int = 300
     dense_reprojection_patches: float = 0.75
     min_inliers: int = 10
     trusted_score: float = 0.9
@@ -99,7 +103,7 @@ class LocateOptions:
     converged_frac: float = 0.003
     depth_edge_ratio: float = 0.03
     score_size: int = 32
-    render: RenderOptions = field(default_factory=lambda: RenderOptions(step_voxels=2.5, max_samples=384))
+    render: RenderOptions = field(default_factory=lambda: RenderOptions(step_voxels=2.0, max_samples=384))
     select_render: RenderOptions = field(default_factory=lambda: RenderOptions(step_voxels=3.0, max_samples=384))
     search: RefineOptions = field(default_factory=lambda: SEARCH_REFINE)
     settle: RefineOptions = field(default_factory=lambda: SETTLE_REFINE)
@@ -210,7 +214,8 @@ def render_and_pnp(fld: GridField, photo: np.ndarray, intr: Intrinsics, c2w: np.
     ok = trusted[rows, cols]
     matches = Matches(matches.query[ok], matches.render[ok])
     points = backproject(matches.render, depth[rows[ok], cols[ok]], r_intr.K, c2w)
-    result = solve_pnp(points, matches.query, intr.K, reprojection_px=threshold, min_inliers=opts.min_inliers)
+    result = solve_pnp(points, matches.query, intr.K, reprojection_px=threshold, iterations=opts.ransac_iterations,
+                       min_inliers=opts.min_inliers)
     return result, matches
 
 
@@ -284,12 +289,13 @@ def bank_pnp_poses(model: CoarseModel, photo_patches: torch.Tensor, intr: Intrin
         pixels, points = centres[qi.numpy()], bank.patch_points[b, pi].double().numpy()
         pooled_q.append(pixels)
         pooled_x.append(points)
-        res = solve_pnp(points, pixels, intr.K, reprojection_px=threshold, min_inliers=opts.min_inliers)
+        res = solve_pnp(points, pixels, intr.K, reprojection_px=threshold, iterations=opts.ransac_iterations,
+                        min_inliers=opts.min_inliers)
         if res.c2w is not None:
             out.append((f"bank:{rank}", res))
     if len(order) > 1:
         res = solve_pnp(np.concatenate(pooled_x), np.concatenate(pooled_q), intr.K, reprojection_px=threshold,
-                        min_inliers=opts.min_inliers)
+                        iterations=opts.ransac_iterations, min_inliers=opts.min_inliers)
         if res.c2w is not None:
             out.append(("bank:pooled", res))
     return out
