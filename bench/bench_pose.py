@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    git = git_info()  # before this run writes anything into the tree
     opts = LocateOptions()
     variants = tuple(VARIANTS) if args.variants is None else tuple(args.variants)
     runs: list[dict[str, Any]] = []
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         save_picture(args.out / "pose_views.png", stack_rows(rows))
     versions = {r["generator_version"] for r in runs}
-    results = {"benchmark": "pose", "command": command_line(), "started": started, "git": git_info(),
+    results = {"benchmark": "pose", "command": command_line(), "started": started, "git": git,
                "generator_version": versions.pop() if len(versions) == 1 else None,
                "machine": machine_info("cpu"), "views": args.views, "threads": args.threads,
                "locate_options": {k: v for k, v in vars(opts).items() if isinstance(v, int | float | bool)},
