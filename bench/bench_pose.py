@@ -56,6 +56,30 @@ def pooled_metrics(parts: list[dict[str, Any]], seconds: list[float]) -> dict[st
             "seconds_per_image": median(seconds)}
 
 
+def pool_runs(runs: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, Any]:
+    """Figures over all views of ``runs`` (each an :func:`semfield.pose.evaluate.evaluate_views` result with
+    ``per_view``). Stage times are medians over views; the variants' and baseline's runs keep no per-view
+    times, so theirs are medians of the runs' medians (``seconds_pooling`` says so)."""
+    from semfield.pose.evaluate import STAGE_SECONDS
+
+    pooled: dict[str, Any] = {"stages": {}, "robustness": {}, "baseline": {},
+                              "seconds_pooling": {"stages": "median over views",
+                                                  "robustness, baseline": "median of the runs' medians"}}
+    for name in STAGES:
+        seconds = [sum(v["seconds"][k] for k in STAGE_SECONDS[name]) for r in runs for v in r["per_view"]]
+        pooled["stages"][name] = pooled_metrics([r["stages"][name] for r in runs], seconds)
+    for name in variants:
+        pooled["robustness"][name] = pooled_metrics([r["robustness"][name] for r in runs],
+                                                    [r["robustness"][name]["seconds_per_image"] for r in runs])
+    for key, m in (runs[0].get("baseline") or {}).items():
+        if isinstance(m, dict) and "rot_deg" in m:
+            pooled["baseline"][key] = pooled_metrics([r["baseline"][key] for r in runs],
+                                                     [r["baseline"][key]["seconds_per_image"] for r in runs])
+    pooled["pnp_ok_rate"] = statistics.mean(r["stages"]["pnp_ok_rate"] for r in runs)
+    pooled["photometric_rate"] = statistics.mean(r["stages"]["photometric_rate"] for r in runs)
+    return pooled
+
+
 def _pictures(run, frames, located, opts) -> list:
     import torch
 
@@ -114,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     opts = LocateOptions()
     variants = tuple(VARIANTS) if args.variants is None else tuple(args.variants)
     runs: list[dict[str, Any]] = []
-    seconds: list[float] = []
     rows = []
     for run_dir in args.run:
         run = load_run(run_dir)
@@ -123,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_views(run, scene, frames, opts, baseline=not args.no_baseline, variants=variants,
                                 progress=True, keep_results=True)
         located = result.pop("results")
-        seconds += [r.seconds["total"] for r in located]
         if not rows:
             rows = _pictures(run, frames, located, opts)
         result["per_view"] = [{"name": f.name, **r.to_json()} for f, r in zip(frames, located)]
@@ -131,20 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         result["generator_version"] = (scene.ground_truth or {}).get("generator_version", 1 if scene.ground_truth else None)
         runs.append(result)
         print(f"{run_dir}: " + ", ".join(f"{k} {result['summary'][k]:.3g}" for k in result["summary"]), flush=True)
-    pooled: dict[str, Any] = {"stages": {}, "robustness": {}, "baseline": {}}
-    for name in STAGES:
-        stage_seconds = [s["seconds_per_image"] for r in runs for s in [r["stages"][name]]]
-        pooled["stages"][name] = pooled_metrics([r["stages"][name] for r in runs],
-                                                seconds if name == "full" else stage_seconds)
-    for name in variants:
-        pooled["robustness"][name] = pooled_metrics([r["robustness"][name] for r in runs],
-                                                    [r["robustness"][name]["seconds_per_image"] for r in runs])
-    for key in (runs[0].get("baseline") or {}):
-        if isinstance(runs[0]["baseline"][key], dict) and "rot_deg" in runs[0]["baseline"][key]:
-            pooled["baseline"][key] = pooled_metrics([r["baseline"][key] for r in runs],
-                                                     [r["baseline"][key]["seconds_per_image"] for r in runs])
-    pooled["pnp_ok_rate"] = statistics.mean(r["stages"]["pnp_ok_rate"] for r in runs)
-    pooled["photometric_rate"] = statistics.mean(r["stages"]["photometric_rate"] for r in runs)
+    pooled = pool_runs(runs, variants)
     args.out.mkdir(parents=True, exist_ok=True)
     if rows:
         save_picture(args.out / "pose_views.png", stack_rows(rows))

@@ -339,7 +339,8 @@ def pose_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
              (f"**{n} {res.get('views', 'test')} views of {len(runs)} run(s)**, each located from its photo alone "
               "(PROTOCOLS.md: rotation and translation error of the camera-to-world pose, success below both "
               "thresholds, medians over the poses returned). Goals (issue 6): success at 5°/5 cm ≥ 95 %, "
-              "median ≤ 1° / 1 cm, ≤ 3 s per image on the 2-core CPU."), "",
+              "median ≤ 1° / 1 cm, ≤ 3 s per image on the 2-core CPU. Seconds per image: the median over views for "
+              "the stages; for the robustness and baseline rows the median of the runs' medians."), "",
              "```", res["command"], "```", "",
              f"- Machine: {_machine(res.get('machine', {}), [{'torch_threads': res.get('threads')}])}",
              _code_line(res),

@@ -11,7 +11,6 @@ from semfield.pose.bank import ViewBank
 from semfield.pose.bank_match import PatchBasis, fit_patch_basis, match_bank, patch_centres
 from semfield.pose.geometry import backproject
 from semfield.pose.locate import LocateOptions, bank_pnp_poses
-from semfield.pose.store import CoarseModel
 from semfield.scene.convention import look_at
 from semfield.scene.types import Intrinsics
 
@@ -110,8 +109,7 @@ def test_bank_pnp_recovers_a_pose_no_bank_view_has():
     codes = _codes(backproject(centres, plane_depth(truth), intr.K, truth))
     noise = 0.05 * torch.randn(codes.shape, generator=torch.Generator().manual_seed(2))
     photo = F.normalize(codes + noise, dim=-1).reshape(*grid, 64)
-    model = CoarseModel(bank=bank, regressor=None, meta={})
-    poses = bank_pnp_poses(model, photo, intr, LocateOptions(match_views=2, min_inliers=10))
+    poses = bank_pnp_poses(bank, photo, intr, LocateOptions(match_views=2, min_inliers=10))
     assert poses, "no PnP pose from the bank"
     names = [n for n, _ in poses]
     assert names[0] == "bank:0"

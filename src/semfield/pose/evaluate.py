@@ -27,6 +27,7 @@ from .robustness import VARIANTS
 __all__ = [
     "BASELINE_PERTURBATIONS",
     "INERF_REFINE",
+    "STAGE_SECONDS",
     "SUMMARY_KEYS",
     "evaluate_views",
     "inerf_baseline",
@@ -70,16 +71,19 @@ def _median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
 
+STAGE_SECONDS = {"coarse_regression": ("describe", "coarse"), "coarse_retrieval": ("describe", "coarse"),
+                 "coarse_pnp": ("describe", "coarse", "pnp"), "full": ("total",)}
+"""The :class:`LocateResult` timings (``seconds`` keys) that add up to each reported stage's time per image."""
+
+
 def _stage_figures(gt: np.ndarray, results: list[LocateResult], mpu: float) -> dict[str, Any]:
     stage_of = {"coarse_regression": "regression", "coarse_retrieval": "retrieval", "coarse_pnp": "pnp",
                 "full": "refined"}
-    seconds_of = {"coarse_regression": ("describe", "coarse"), "coarse_retrieval": ("describe", "coarse"),
-                  "coarse_pnp": ("describe", "coarse", "pnp"), "full": ("total",)}
     out: dict[str, Any] = {}
     for name, stage in stage_of.items():
         est = [r.stages[stage] for r in results]
         m = pose_metrics(gt, est, metres_per_unit=mpu)
-        m["seconds_per_image"] = _median([sum(r.seconds[k] for k in seconds_of[name]) for r in results])
+        m["seconds_per_image"] = _median([sum(r.seconds[k] for k in STAGE_SECONDS[name]) for r in results])
         out[name] = m
     out["pnp_ok_rate"] = float(np.mean([r.pnp_ok for r in results])) if results else float("nan")
     out["photometric_rate"] = float(np.mean([r.method == "photometric" for r in results])) if results else float("nan")

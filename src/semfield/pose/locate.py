@@ -37,6 +37,7 @@ from ..errors import SemfieldError
 from ..field.grid_field import GridField
 from ..field.renderer import RenderOptions, render_image
 from ..scene.types import Intrinsics
+from .bank import ViewBank
 from .bank_match import match_bank, patch_centres
 from .descriptors import describe_image
 from .geometry import backproject, trusted_depth
@@ -259,12 +260,12 @@ def _sift_rounds(fld: GridField, photo: torch.Tensor, intr: Intrinsics, hyp: _Hy
     return hyp
 
 
-def bank_pnp_poses(model: CoarseModel, photo_patches: torch.Tensor, intr: Intrinsics,
+def bank_pnp_poses(bank: ViewBank, photo_patches: torch.Tensor, intr: Intrinsics,
                    opts: LocateOptions) -> list[tuple[str, PnPResult]]:
     """PnP poses from the photo's patches matched to the bank's stored patches and 3D points (no rendering).
 
     Args:
-        model: the coarse model (its bank has patch features and points).
+        bank: the coarse model's view bank (patch features and points).
         photo_patches: ``[h, w, D]`` the photo's teacher patch features (as the bank's were made: the photo
             resized to the bank's size).
         intr: the photo's intrinsics (patch centres are placed on its ``H × W`` pixels).
@@ -274,7 +275,6 @@ def bank_pnp_poses(model: CoarseModel, photo_patches: torch.Tensor, intr: Intrin
         ``[("bank:i", PnPResult), ...]`` for the ``match_views`` views with the most matches (rank ``i``) and
         ``("bank:pooled", ...)`` for their matches together; failed PnPs left out.
     """
-    bank = model.bank
     h, w, D = photo_patches.shape
     matches = match_bank(bank.patch_basis.compress(photo_patches.reshape(-1, D)), bank.patch_feats,
                          bank.patch_valid, opts.match_similarity)
@@ -318,10 +318,11 @@ def _pnp_stage(fld: GridField, model: CoarseModel, teacher, photo: torch.Tensor,
     """PnP poses from the bank's matches (render-based dense PnP from the coarse ``candidates`` when the bank
     gives none), each scored by its render's correlation with the photo; the ``pnp_finalists`` best distinct
     ones get one SIFT round each, and the best-scoring result goes on through the remaining rounds
-    (``scale``: the capture's radius, for the translation thresholds): ``(c2w or None, inliers, name, render
-    score)``."""
-    dense = (teacher, teacher.extract(photo.float().clamp(0, 1)).features)
-    poses = bank_pnp_poses(model, photo_patches, intr, opts)
+    (``scale``: the capture's radius, for the translation thresholds; ``photo_patches``: the photo's teacher
+    patches as described at the bank's size, for the bank and the render-based matches alike): ``(c2w or None,
+    inliers, name, render score)``."""
+    dense = (teacher, photo_patches)
+    poses = bank_pnp_poses(model.bank, photo_patches, intr, opts)
     if not poses:
         photo_np = photo.float().cpu().numpy()
         for name, c2w in candidates:

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import torch
 
+from .bank_match import patch_centres
+
 __all__ = ["Matches", "dense_feature_matches", "sift_matches"]
 
 
@@ -104,8 +106,5 @@ def dense_feature_matches(query_features: torch.Tensor, render_features: torch.T
     keep = (best_q[best_r] == q_idx) & (sim[q_idx, best_r] >= min_similarity)
     q_idx, r_idx = q_idx[keep].numpy(), best_r[keep].numpy()
 
-    def centres(idx: np.ndarray, h: int, w: int, size: tuple[int, int]) -> np.ndarray:
-        rows, cols = idx // w, idx % w
-        return np.stack([(cols + 0.5) * size[1] / w, (rows + 0.5) * size[0] / h], axis=-1).astype(np.float64)
-
-    return Matches(centres(q_idx, hq, wq, query_size), centres(r_idx, hr, wr, render_size))
+    return Matches(patch_centres((hq, wq), query_size).numpy()[q_idx],
+                   patch_centres((hr, wr), render_size).numpy()[r_idx])
