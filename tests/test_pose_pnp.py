@@ -7,7 +7,7 @@ import torch
 
 from semfield.eval.pose import pose_errors
 from semfield.pose.geometry import project
-from semfield.pose.matching import dense_feature_matches, sift_matches
+from semfield.pose.matching import dense_feature_matches, flow_matches, sift_matches
 from semfield.pose.pnp import solve_pnp
 from semfield.scene.convention import look_at
 from semfield.scene.types import Intrinsics
@@ -76,3 +76,46 @@ def test_sift_matches_a_shifted_texture_in_half_integer_pixels():
     assert len(m) > 20
     d = np.median(m.render - m.query, axis=0)
     np.testing.assert_allclose(d, [-9.0, 6.0], atol=0.3)
+
+
+def _texture(size: int = 96, seed: int = 0) -> np.ndarray:
+    """A smooth random grey texture ``[size, size, 3]`` in [0, 1]."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.uniform(0, 1, size=(size // 4, size // 4)).repeat(4, 0).repeat(4, 1), (0, 0), 1.5)
+    return np.stack([base] * 3, -1).astype(np.float32)
+
+
+def test_flow_matches_follow_a_shift_even_at_another_exposure():
+    img = _texture()
+    photo = np.roll(img, (5, -7), axis=(0, 1)) * 0.6 + 0.1  # content 7 px left, 5 px down; darker, flatter
+    m = flow_matches(photo, img, step=4)
+    assert len(m) > 200  # most of the 24 x 24 grid, less what left the picture or wrapped around
+    d = m.query - m.render
+    inner = (m.render[:, 0] > 12) & (m.render[:, 0] < 84) & (m.render[:, 1] > 12) & (m.render[:, 1] < 84)
+    np.testing.assert_allclose(np.median(d[inner], axis=0), [-7.0, 5.0], atol=0.25)
+    assert np.mean(np.all(np.abs(d[inner] - [-7.0, 5.0]) < 1.0, axis=1)) > 0.9
+    # render points sit on the step grid at pixel centres; those that would land left of the photo are gone
+    np.testing.assert_allclose((m.render - 2.5) % 4, 0)
+    assert np.all(m.query[:, 0] >= 0) and m.render[:, 0].min() > 7
+
+
+def test_flow_matches_scale_to_a_larger_photo_and_respect_the_mask():
+    import cv2
+
+    img = _texture(seed=1)
+    photo = cv2.resize(img, (192, 192), interpolation=cv2.INTER_LINEAR)  # the same view at twice the size
+    mask = np.zeros((96, 96), dtype=bool)
+    mask[:, :48] = True
+    m = flow_matches(photo, img, render_mask=mask, step=4)
+    assert len(m) > 100
+    assert np.all(m.render[:, 0] < 48)
+    np.testing.assert_allclose(np.median(np.abs(m.query - 2 * m.render), axis=0), [0, 0], atol=0.3)
+
+
+def test_flow_matches_drop_pixels_whose_flow_does_not_come_back():
+    img = _texture(seed=2)
+    photo = _texture(seed=3)  # an unrelated picture: flow either way lands somewhere different
+    m = flow_matches(photo, img, step=4)
+    assert len(m) < 0.5 * 24 * 24

@@ -32,7 +32,7 @@ def locate_cmd(run_dir: Path, photo_path: Path, intrinsics, out_dir: Path, no_re
 
     The photo's DINOv2 patches are matched to a bank of views rendered from the field (their patch features
     and the 3D points under them; fitted once and cached in RUN/pose/), PnP on those 2D-3D matches, the
-    best poses refined by render -> SIFT -> PnP rounds, then photometric refinement through the field (a
+    best poses refined by render -> optical flow -> PnP rounds, then photometric refinement through the field (a
     per-scene regressor and descriptor retrieval give the coarse poses reported beside it). Prints the camera-to-world pose (OpenCV axes: x right, y down, z forward) and writes
     transforms.json (the photo as a nerfstudio frame, OpenGL axes), pose.json and locate.png (photo beside
     the render at the found pose) into --out.

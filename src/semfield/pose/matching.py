@@ -1,4 +1,5 @@
-"""2D–2D correspondences between a query photo and a render: OpenCV SIFT, or dense DINOv2 patch features.
+"""2D–2D correspondences between a query photo and a render: dense optical flow (OpenCV DIS), SIFT
+keypoints, or dense DINOv2 patch features.
 
 Every function returns pixel coordinates in semfield's convention (pixel centres at half-integers; OpenCV
 keypoints are shifted by +0.5 here, once). Images are float ``[H, W, 3]`` in [0, 1].
@@ -14,7 +15,7 @@ import torch
 
 from .bank_match import patch_centres
 
-__all__ = ["Matches", "dense_feature_matches", "sift_matches"]
+__all__ = ["Matches", "dense_feature_matches", "flow_matches", "sift_matches"]
 
 
 @dataclass
@@ -40,6 +41,58 @@ def _sift(image: np.ndarray, mask: np.ndarray | None, n_features: int):
     kps, desc = sift.detectAndCompute(grey, m)
     pts = np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2) + 0.5
     return pts, desc
+
+
+def _standardised_grey(image: np.ndarray) -> np.ndarray:
+    """Grey ``uint8`` with the image's mean and contrast fixed (mean 128, std 48): brightness constancy,
+    which optical flow assumes, then holds between a photo and a render at another exposure."""
+    grey = _grey_uint8(image).astype(np.float32)
+    grey = (grey - grey.mean()) / max(float(grey.std()), 1e-3) * 48.0 + 128.0
+    return np.clip(grey + 0.5, 0, 255).astype(np.uint8)
+
+
+def flow_matches(query: np.ndarray, render: np.ndarray, render_mask: np.ndarray | None = None, step: int = 3,
+                 consistency_px: float = 1.0) -> Matches:
+    """Dense correspondences from optical flow (OpenCV DIS, coarse to fine) between a render and the photo.
+
+    Where a render is a few degrees off the photo, almost every pixel still finds its place by flow — also
+    in a blurry render or on little texture, where SIFT keeps a handful of keypoints. The photo is resized
+    to the render's size for the flow (so the render decides the resolution); a render pixel on a ``step``
+    grid is kept when the flow back from the photo returns it to within ``consistency_px`` (occlusions,
+    occluders and flow that failed do not).
+
+    Args:
+        query: ``[Hq, Wq, 3]`` the photo.
+        render: ``[Hr, Wr, 3]`` the render (the same aspect as the photo).
+        render_mask: optional ``[Hr, Wr]`` bool: render pixels that may be matched (trusted depth).
+        step: grid spacing of the matched render pixels, in render pixels.
+        consistency_px: forward–backward flow disagreement (render pixels) above which a match is dropped.
+    Returns:
+        :class:`Matches`: query points in the photo's pixels, render points on the render's grid.
+    """
+    hr, wr = render.shape[:2]
+    hq, wq = query.shape[:2]
+    photo = np.asarray(query, dtype=np.float32)
+    if (hq, wq) != (hr, wr):
+        photo = cv2.resize(photo, (wr, hr), interpolation=cv2.INTER_AREA if hq > hr else cv2.INTER_LINEAR)
+    a, b = _standardised_grey(render), _standardised_grey(photo)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    forward = dis.calc(a, b, None)  # render pixel x sits at x + forward[x] in the photo
+    backward = dis.calc(b, a, None)
+    rows, cols = np.mgrid[step // 2:hr:step, step // 2:wr:step]
+    rows, cols = rows.ravel(), cols.ravel()
+    if render_mask is not None:
+        keep = np.asarray(render_mask, dtype=bool)[rows, cols]
+        rows, cols = rows[keep], cols[keep]
+    fwd = forward[rows, cols]  # [M, 2] (dx, dy)
+    target = np.stack([cols, rows], 1).astype(np.float32) + fwd  # integer-pixel coordinates in the photo
+    back = cv2.remap(backward, target[:, 0].reshape(-1, 1), target[:, 1].reshape(-1, 1), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=(1e6, 1e6)).reshape(-1, 2)
+    inside = (target[:, 0] >= 0) & (target[:, 0] <= wr - 1) & (target[:, 1] >= 0) & (target[:, 1] <= hr - 1)
+    keep = inside & (np.linalg.norm(fwd + back, axis=1) < consistency_px)
+    render_pts = np.stack([cols, rows], 1)[keep].astype(np.float64) + 0.5
+    query_pts = (target[keep].astype(np.float64) + 0.5) * np.array([wq / wr, hq / hr])
+    return Matches(query_pts, render_pts)
 
 
 def sift_matches(query: np.ndarray, render: np.ndarray, render_mask: np.ndarray | None = None,
