@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"benchmark": "pose", "command": command_line(), "started": started, "git": git,
                "generator_version": versions.pop() if len(versions) == 1 else None,
                "machine": machine_info("cpu"), "views": args.views, "threads": args.threads,
-               "locate_options": {k: v for k, v in vars(opts).items() if isinstance(v, int | float | bool)},
+               "locate_options": {k: v for k, v in vars(opts).items() if isinstance(v, int | float | bool | str)},
                "pooled": pooled, "runs": runs, "wall_seconds": time.perf_counter() - start}
     atomic_write_json(args.out / "results.json", results)
     print(f"{'pooled over ' + str(pooled['stages']['full']['n']) + ' views':<26} {'succ5/5':>8} {'succ2/2':>8} "

@@ -354,9 +354,13 @@ def pose_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
                 f"{_fmt(m['median_rot_deg'], '.2f')} | {_fmt(m['median_trans_cm'], '.2f')} | "
                 f"{_fmt(m['returned_rate'], '.3f')} | {_fmt(m['seconds_per_image'], '.2f')} |")
 
+    # results from before the matcher was an option (and recorded) used SIFT
+    matcher = {"flow": "optical flow", "sift": "SIFT"}.get(res.get("locate_options", {}).get("fine_matcher", "sift"),
+                                                          "?")
     labels = {"coarse_regression": "coarse: regression from the global descriptor",
               "coarse_retrieval": "coarse: retrieval (top bank view by layout descriptor)",
-              "coarse_pnp": "coarse + PnP (bank patch matches, SIFT rounds)", "full": "full (+ photometric refinement)"}
+              "coarse_pnp": f"coarse + PnP (bank patch matches, then render → {matcher} → PnP rounds)",
+              "full": "full (+ photometric refinement)"}
     lines += [row(label, pooled["stages"][k]) for k, label in labels.items() if k in pooled["stages"]]
     lines += [row(f"robustness: {k}", m) for k, m in pooled.get("robustness", {}).items()]
     lines += [row(f"iNeRF baseline from ground truth perturbed by {k.replace('deg_', '°, ').replace('s', ' s')}", m)

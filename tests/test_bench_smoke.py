@@ -114,8 +114,8 @@ def test_pose_pooled_figures_and_section(tmp_path):
     full = {**m, "seconds_per_image": 3.0}
     res = {"benchmark": "pose", "command": "python bench/bench_pose.py --run R --out X", "views": "test",
            "git": {"commit": "abc123def4567890", "dirty": False}, "machine": {"cpu": "cpu", "cores": 2},
-           "threads": 2, "generator_version": None, "notes": ["a note"],
-           "pooled": {"stages": {"full": full}, "robustness": {"exposure": full},
+           "threads": 2, "generator_version": None, "notes": ["a note"], "locate_options": {"fine_matcher": "flow"},
+           "pooled": {"stages": {"full": full, "coarse_pnp": full}, "robustness": {"exposure": full},
                       "baseline": {"30deg_0.5s": full}},
            "runs": [{"run": "runs/r0", "stages": {"full": full}, "fit": {"bank_views": 432,
                                                                          "fit_seconds": {"bank": 140.0}}}]}
@@ -125,6 +125,7 @@ def test_pose_pooled_figures_and_section(tmp_path):
     assert "## Camera pose, no initial guess: `pose`" in text and "**5 test views of 1 run(s)**" in text
     assert "| full (+ photometric refinement) | 0.400 | 0.200 | 2.75 | 4.50 | 0.800 | 3.00 |" in text
     assert "| robustness: exposure | 0.400 |" in text
+    assert "| coarse + PnP (bank patch matches, then render → optical flow → PnP rounds) | 0.400 |" in text
     assert "| iNeRF baseline from ground truth perturbed by 30°, 0.5 s | 0.400 |" in text
     assert "| `r0` | 5 | 0.400 | 2.75 | 4.50 | 3.00 | 432 | 140 |" in text and "- a note" in text
 

@@ -24,10 +24,12 @@ def _fmt_row(row) -> str:
 @click.option("--refit", is_flag=True, help="Refit the cached coarse model in RUN/pose/.")
 @click.option("--bank-views", type=click.IntRange(min=8), default=None,
               help="Views rendered for the coarse model's bank (default 384; another count refits the cache).")
+@click.option("--matcher", type=click.Choice(["flow", "sift"]), default="flow", show_default=True,
+              help="How the photo is matched to renders in the fine rounds: dense optical flow or SIFT keypoints.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pose, stage timings and inlier count as JSON.")
 @click.option("--no-progress", is_flag=True)
 def locate_cmd(run_dir: Path, photo_path: Path, intrinsics, out_dir: Path, no_refine: bool, refit: bool,
-               bank_views: int | None, as_json: bool, no_progress: bool) -> None:
+               bank_views: int | None, matcher: str, as_json: bool, no_progress: bool) -> None:
     """Find the camera pose of PHOTO in RUN's scene, with no initial guess.
 
     The photo's DINOv2 patches are matched to a bank of views rendered from the field (their patch features
@@ -42,6 +44,7 @@ def locate_cmd(run_dir: Path, photo_path: Path, intrinsics, out_dir: Path, no_re
       semfield locate runs/default photo.png --out loc/photo
       semfield locate runs/default scene/images/frame_00003.png --out loc/f3 --json
       semfield locate runs/default small.png --intrinsics 122.9,122.9,64,64 --out loc/small
+      semfield locate runs/default photo.png --matcher sift --out loc/photo-sift
     """
     import torch
 
@@ -69,7 +72,7 @@ def locate_cmd(run_dir: Path, photo_path: Path, intrinsics, out_dir: Path, no_re
     teacher = descriptor_teacher()
     bank = BankSettings() if bank_views is None else BankSettings(n_rendered=bank_views)
     model = coarse_model_for_run(run, scene, teacher, bank=bank, progress=not no_progress, refit=refit)
-    opts = LocateOptions(use_refine=not no_refine)
+    opts = LocateOptions(use_refine=not no_refine, fine_matcher=matcher)
     result = locate_photo(run.field, model, teacher, photo, intr, opts)
     files = write_locate_outputs(out_dir, photo_path, photo, intr, result, run.field, opts.render)
     if as_json:
