@@ -8,19 +8,21 @@
    centre) ↔ 3D (the bank's point under that patch) correspondence, so the ``match_views`` views with the
    most matches each give a PnP-RANSAC pose, and their matches pooled give one more — no rendering. Every
    pose is scored by how well a small render there correlates with the photo; the ``pnp_finalists`` best
-   distinct poses get one fine round each at ``match_size`` — render RGB + depth, match the photo to the
+   distinct poses get one fine round each at ``finalist_size`` — render RGB + depth, match the photo to the
    render by dense optical flow (``fine_matcher``; SIFT optional), lift the render's pixels to 3D, PnP —
-   and the best-scoring result goes on through up to ``pnp_rounds`` rounds in all (until the pose stops
-   moving). Flow finds thousands of matches in a render 10–25° off, where SIFT kept under 15 on a blurry
+   and the best-scoring result goes on at ``match_size`` through up to ``pnp_rounds`` rounds in all
+   (until the pose stops moving). Flow finds thousands of matches in a render 10–25° off, where SIFT kept under 15 on a blurry
    192-px render. A round whose pose would render less like the photo is undone. (Scoring by
    render correlation, not by inliers: a render from the far side of a table matches a symmetric layout
    about as well, and 2 of 24 test views once came out turned 169° and 179°.) When the bank gives no pose,
    the coarse candidates of step 1 are rendered and their DINOv2 patches matched to the photo's instead;
    the same render-based dense match stands in for the fine matcher in a round that finds no pose.
-3. Photometric search, when PnP failed or its pose's render correlates less than ``trusted_score`` with the
-   photo (small photos, a blurry field): every coarse candidate is moved by a short large-step photometric
-   refinement and scored by the correlation of its render with the photo (:mod:`semfield.pose.photometric`);
-   the best hypothesis replaces the PnP pose if it scores higher.
+3. Photometric search, when PnP failed or its pose is not trusted (its render correlates less than
+   ``trusted_score`` with the photo and its flow round matched too little of it: small photos, a blurry
+   field, no bank view on the right side of a symmetric layout): every coarse candidate is moved by a short
+   large-step photometric refinement and scored by the correlation of its render with the photo
+   (:mod:`semfield.pose.photometric`); the best hypothesis replaces the PnP pose if it scores higher, and
+   goes through the fine rounds (from ~10° off, flow brings it in).
 4. Refinement. Photometric gradient descent on the pose through the differentiable renderer
    (:mod:`semfield.pose.refine`).
 
@@ -70,13 +72,14 @@ class LocateOptions:
     meaning at least ``distinct_deg`` or ``distinct_frac`` (of the distance to the scene) apart;
     ``finalist_size``: long side of the finalists' first fine round (the one that goes on continues at
     ``match_size``);
-    ``trusted_score`` / ``trusted_flow_support``: a PnP pose whose render correlates less than
-    ``trusted_score`` with the photo, and whose last flow round's PnP inliers are fewer than
-    ``trusted_flow_support`` of the flow grid's points, competes with the photometric search (by its
-    score). Correctly located views of the quick suite score 0.93–0.98, poses degrees off 0.6–0.85, but a
+    ``trusted_score`` / ``trusted_flow_support`` / ``trusted_flow_score``: a PnP pose whose render
+    correlates less than ``trusted_score`` with the photo competes with the photometric search (by its
+    score), unless its last flow round's PnP inliers cover ``trusted_flow_support`` of the flow grid's points
+    and it scores at least ``trusted_flow_score``. Correctly located views of the quick suite score 0.93–0.98, poses degrees off 0.6–0.85, but a
     photo with occluders scores below 0.9 however right. Over the quick suite's 24 test views at another
     exposure, with occluders and at 2/3 size, flow support was ≥ 0.23 on 66 of the 68 right PnP poses
-    (0.03 and 0.04 on two) and ≤ 0.04 on the 4 wrong ones (one a mirror pose 174° off);
+    (0.03 and 0.04 on two), ≤ 0.04 on the 4 wrong ones (one a mirror pose 174° off); on unseen scenes a
+    pose 92° off reached 0.10 with a score of 0.43, while right poses of occluded photos scored ≥ 0.79;
     ``ransac_iterations``: PnP-RANSAC iterations of every PnP here;
     ``fine_matcher``: ``flow`` (dense DIS optical flow on a ``flow_step`` grid, forward–backward consistent
     to ``flow_consistency_px``, PnP inliers within ``flow_reprojection_px``) or ``sift`` (inliers within
@@ -124,7 +127,8 @@ class LocateOptions:
     dense_reprojection_patches: float = 0.75
     min_inliers: int = 10
     trusted_score: float = 0.9
-    trusted_flow_support: float = 0.1
+    trusted_flow_support: float = 0.15
+    trusted_flow_score: float = 0.6
     score_tolerance: float = 0.01
     converged_deg: float = 0.2
     converged_frac: float = 0.003
@@ -387,6 +391,13 @@ def _pnp_stage(fld: GridField, model: CoarseModel, teacher, photo: torch.Tensor,
     return best
 
 
+def _trusted(hyp: _Hypothesis | None, opts: LocateOptions) -> bool:
+    """Whether a pose can skip the photometric search: its render score, or its flow support with a score
+    floor (``trusted_score``, ``trusted_flow_support``, ``trusted_flow_score``)."""
+    return hyp is not None and (hyp.score >= opts.trusted_score or (hyp.flow_support >= opts.trusted_flow_support
+                                                                    and hyp.score >= opts.trusted_flow_score))
+
+
 def locate_photo(fld: GridField, model: CoarseModel, teacher, photo: torch.Tensor, intr: Intrinsics,
                  opts: LocateOptions | None = None, seed: int = 0) -> LocateResult:
     """Camera-to-world pose of ``photo`` in the field's world, with no initial guess.
@@ -424,14 +435,19 @@ def locate_photo(fld: GridField, model: CoarseModel, teacher, photo: torch.Tenso
     stages: dict[str, np.ndarray | None] = {"regression": candidates[0][1], "retrieval": candidates[1][1],
                                             "pnp": pnp_pose, "photometric": None, "refined": None}
     start, method = pnp_pose, "pnp"
-    trusted = pnp is not None and (pnp.score >= opts.trusted_score or pnp.flow_support >= opts.trusted_flow_support)
-    if not trusted:
+    if not _trusted(pnp, opts):
         hypotheses = photometric_search(fld, photo, intr, candidates, opts.score_size, opts.search, seed=seed)
         stages["photometric"] = hypotheses[0].c2w
         if pnp is None or hypotheses[0].score > pnp.score:
-            start, method, chosen = hypotheses[0].c2w, "photometric", hypotheses[0].name
-            # the search's few steps leave a hypothesis degrees off: settle it before the fine refinement
-            start, _ = refine_pose_photometric(fld, photo, intr, start, opts.settle, seed=seed)
+            best = hypotheses[0]
+            method, chosen = "photometric", best.name
+            # the search's few steps leave a hypothesis degrees off: fine rounds take it from there when they
+            # can, else a settling refinement brings it within the fine refinement's reach
+            found = _fine_rounds(fld, photo, intr, _Hypothesis(best.name, best.c2w, best.score, 0),
+                                 (teacher, desc.patches), scale, opts, opts.pnp_rounds, opts.match_size)
+            start, inliers = found.c2w, found.inliers
+            if not _trusted(found, opts):
+                start, _ = refine_pose_photometric(fld, photo, intr, start, opts.settle, seed=seed)
     t4 = time.perf_counter()
     seconds["search"] = t4 - t3
     final = start
