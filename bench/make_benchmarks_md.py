@@ -314,19 +314,25 @@ def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[s
               "mean, which is what a head fitted with a squared loss converges to at that point: an estimate "
               "of the ceiling of the distillation benchmark's feature cosine (a head that also pools "
               "neighbouring points can pass it where the teacher's disagreement is random noise, as the "
-              "simulated label teacher's is). The rank columns bound a head storing a k-wide latent with a "
+              "simulated label teacher's is). *Direction-weighted* weights each training view by "
+              "exp(κ (cos a − 1)), a the angle between its viewing direction at the point and the test view's "
+              "(the best κ of those measured is shown): what a head whose features vary smoothly with the "
+              "viewing direction could reach. The rank columns bound a head storing a k-wide latent with a "
               "linear decoder."), "",
              "```", res["command"], "```", "",
              f"- Machine: {_machine(res.get('machine', {}), [])}",
              _code_line(res),
              f"- Results: `{os.path.relpath(path, output.parent)}`", "",
-             "| teacher | width | map | cosine, pair of views | cosine, mean of views | views per point | "
-             + " | ".join(f"rank {k}" for k in ranks) + " |",
-             "|---" * (6 + len(ranks)) + "|"]
+             "| teacher | width | map | cosine, pair of views | cosine, mean of views | cosine, direction-weighted "
+             "(κ) | views per point | " + " | ".join(f"rank {k}" for k in ranks) + " |",
+             "|---" * (7 + len(ranks)) + "|"]
     for t in res["teachers"]:
         cells = " | ".join(_fmt(t["rank_ceiling"].get(k), ".3f") for k in ranks)
+        by_dir = t.get("direction_weighted_cosine") or {}
+        best = max(by_dir.items(), key=lambda kv: kv[1]) if by_dir else None
+        directional = f"{_fmt(best[1], '.3f')} ({float(best[0]):g})" if best else "–"
         lines.append(f"| {t['teacher']} | {t['dim']} | {t['map_hw'][0]}×{t['map_hw'][1]} | "
-                     f"{_fmt(t['pair_cosine'], '.3f')} | {_fmt(t['mean_view_cosine'], '.3f')} | "
+                     f"{_fmt(t['pair_cosine'], '.3f')} | {_fmt(t['mean_view_cosine'], '.3f')} | {directional} | "
                      f"{_fmt(t['views_per_point'], '.1f')} | {cells} |")
     return lines + [""]
 

@@ -12,6 +12,9 @@ with the scene's ground-truth depth (semfield.eval.teacher_consistency):
   training view that sees it; ``pair_cosine`` compares the test view's feature with one training view's,
   ``mean_view_cosine`` with the mean over the training views that see it (what a head fitted with a squared
   loss converges to: the ceiling of the benchmark's "feature cosine to the teacher");
+- **view-dependent ceiling**: the same against the training views' mean weighted by how close their viewing
+  direction at the point is to the test view's (``direction_weighted_cosine`` per kappa): what a head
+  whose features vary smoothly with the viewing direction could reach;
 - **rank ceiling**: the cosine a head storing a ``k``-wide latent with a linear decoder could reach (the
   training maps' top ``k`` principal directions), for several ``k``.
 
@@ -32,6 +35,8 @@ from bench_train import command_line, git_info, machine_info, scene_description
 
 TEACHERS = {"dinov2": {"kind": "dinov2"}, "label": {"kind": "label"}}
 RANKS = (8, 16, 32, 64, 128)
+DIRECTION_KAPPAS = (10.0, 30.0, 100.0)
+"""Sharpness of the viewing-direction weights (``exp(kappa (cos a - 1))``; 30 halves a view's weight at ~11°)."""
 
 
 def measure(scene, name: str, spec: dict, cache: Path | None) -> dict:
@@ -69,7 +74,8 @@ def measure(scene, name: str, spec: dict, cache: Path | None) -> dict:
     sources = FeatureTargets(maps[:n], [(c.width, c.height) for c in cams[:n]])
     per_view = []
     for t in range(n, len(frames)):
-        res = cross_view_consistency(maps[t], cams[t], depths[t], sources, cams[:n], depths[:n])
+        res = cross_view_consistency(maps[t], cams[t], depths[t], sources, cams[:n], depths[:n],
+                                     direction_kappas=DIRECTION_KAPPAS)
         per_view.append({"view": frames[t].name, **res})
     dim = maps[0].shape[-1]
     ranks = rank_ceiling(torch.cat([m.reshape(-1, dim) for m in maps[:n]]),
@@ -80,6 +86,8 @@ def measure(scene, name: str, spec: dict, cache: Path | None) -> dict:
             "pair_cosine": statistics.fmean(v["pair_cosine"] for v in ok) if ok else None,
             "mean_view_cosine": statistics.fmean(v["mean_view_cosine"] for v in ok) if ok else None,
             "views_per_point": statistics.fmean(v["views_per_point"] for v in ok) if ok else None,
+            "direction_weighted_cosine": {str(k): statistics.fmean(v["direction_weighted_cosine"][str(k)] for v in ok)
+                                          for k in DIRECTION_KAPPAS} if ok else {},
             "rank_ceiling": {str(k): v for k, v in ranks.items()}, "per_view": per_view}
 
 

@@ -159,6 +159,9 @@ def test_sweep_and_teacher_consistency_into_benchmarks_md(tmp_path):
     # class-name embeddings without per-view noise agree across views, except where cells straddle boundaries
     assert 0.8 < label["pair_cosine"] <= label["mean_view_cosine"] + 1e-6 <= 1.0 + 1e-6
     assert label["views_per_point"] > 1
+    # the label teacher has no viewing-direction dependence: weighting views by direction changes little
+    assert set(label["direction_weighted_cosine"]) == {"10.0", "30.0", "100.0"}
+    assert all(abs(c - label["mean_view_cosine"]) < 0.05 for c in label["direction_weighted_cosine"].values())
 
     text = _benchmarks_md(tmp_path)
     assert "## Settings sweep: `sweep`" in text and "| random sky | 1 |" in text and "`render.background=random`" in text

@@ -75,6 +75,29 @@ def test_view_dependent_features_lower_the_ceiling_and_averaging_helps():
     assert res["mean_view_cosine"] > res["pair_cosine"]
 
 
+def test_direction_weighting_recovers_a_teacher_that_varies_with_the_viewing_direction():
+    # three sources look down from x = -0.5, 0 (over the target) and +0.5; each sees the plane as a shared
+    # component plus a view-specific one: (1, 1, 0), (1, 0, 0) and (1, -1, 0). The target, also over x = 0 at
+    # the same height, sees (1, 0, 0): nearest in viewing direction is the middle source, which agrees with it.
+    def field_for(view_vector):
+        return lambda xy: torch.cat([torch.ones(xy.shape[0], 1), view_vector.expand(xy.shape[0], 2)], dim=-1)
+
+    target = _look_down(0.0, 0.0)
+    sources = [_look_down(-0.5, 0.0), _look_down(0.0, 0.0), _look_down(0.5, 0.0)]
+    vectors = (torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]]), torch.tensor([[-1.0, 0.0]]))
+    tmap, tdepth = _plane_map(target, field_for(torch.tensor([[0.0, 0.0]])))
+    smaps, sdepths = zip(*(_plane_map(c, field_for(v)) for c, v in zip(sources, vectors)))
+    res = cross_view_consistency(tmap, target, tdepth, _targets(smaps), sources, list(sdepths),
+                                 direction_kappas=(0.0, 1000.0))
+    by_dir = res["direction_weighted_cosine"]
+    assert math.isclose(by_dir["0.0"], res["mean_view_cosine"], rel_tol=1e-5)  # kappa 0: the plain mean
+    # where only the outer sources see a point their mean is (1, 0, 0) too, so the plain mean's shortfall comes
+    # from points seen by the middle source and one outer one: (1, ±0.5, 0), cosine 2/sqrt(5)
+    assert res["mean_view_cosine"] < 0.99
+    assert by_dir["1000.0"] > 0.999  # the middle source (same viewing direction) dominates
+    assert res["pair_cosine"] < res["mean_view_cosine"] < by_dir["1000.0"]
+
+
 def test_occluded_points_are_not_compared():
     target = _look_down(0.0, 0.0)
     source = _look_down(0.0, 0.0)

@@ -74,7 +74,7 @@ def project(cam: Camera, points: torch.Tensor):
 
 def cross_view_consistency(target_map: torch.Tensor, target_cam: Camera, target_depth: torch.Tensor,
                            sources: FeatureTargets, source_cams: list[Camera], source_depths: list[torch.Tensor],
-                           depth_tolerance: float = 0.02) -> dict[str, float]:
+                           depth_tolerance: float = 0.02, direction_kappas: tuple[float, ...] = ()) -> dict:
     """The teacher's agreement between one held-out (target) view and the training (source) views.
 
     ``sources`` holds the training views' maps as training reads them (float16, bilinear at pixel centres),
@@ -89,7 +89,11 @@ def cross_view_consistency(target_map: torch.Tensor, target_cam: Camera, target_
         same point, over all (point, seeing source) pairs; ``mean_view_cosine``: mean over points of the
         cosine between the target's feature and the mean of the seeing sources' features (what a
         view-independent field fitted with a squared loss converges to); ``views_per_point``: mean number of
-        sources seeing a point; ``points``: points seen by at least one source.
+        sources seeing a point; ``points``: points seen by at least one source; ``direction_weighted_cosine``
+        (``{str(kappa): cosine}``, one per ``direction_kappas``): the same against the sources' mean weighted
+        by ``exp(kappa (cos a - 1))``, ``a`` the angle between a source's and the target's viewing direction
+        at the point — what a head whose features vary smoothly with the viewing direction could reach
+        (kappa 0 is the plain mean; 30 halves a view's weight at about 11°).
     """
     h, w, D = target_map.shape
     points, valid = lift_cell_centres(target_cam, target_depth, (h, w))
@@ -97,6 +101,8 @@ def cross_view_consistency(target_map: torch.Tensor, target_cam: Camera, target_
     total = torch.zeros_like(target)
     count = torch.zeros(target.shape[0], dtype=torch.float32)
     pair_sum, pair_n = 0.0, 0
+    target_dirs = F.normalize(points - target_cam.c2w[:3, 3].to(points), dim=-1)
+    weighted = {kappa: torch.zeros_like(target) for kappa in direction_kappas}
     for k, (cam, depth) in enumerate(zip(source_cams, source_depths)):
         u, v, z = project(cam, points)
         inside = valid & (z > 1e-6) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
@@ -114,13 +120,22 @@ def cross_view_consistency(target_map: torch.Tensor, target_cam: Camera, target_
         pair_n += int(idx.numel())
         total[idx] += feats
         count[idx] += 1
+        cos_angle = (F.normalize(points[idx] - cam.c2w[:3, 3].to(points), dim=-1) * target_dirs[idx]).sum(-1)
+        for kappa, w_total in weighted.items():
+            wk = torch.exp(kappa * (cos_angle.clamp(-1.0, 1.0) - 1.0))
+            w_total[idx] += wk.to(feats.dtype)[:, None] * feats
     seen = count > 0
     n_seen = int(seen.sum())
     if n_seen == 0:
-        return {"pair_cosine": float("nan"), "mean_view_cosine": float("nan"), "views_per_point": 0.0, "points": 0}
+        return {"pair_cosine": float("nan"), "mean_view_cosine": float("nan"), "views_per_point": 0.0, "points": 0,
+                "direction_weighted_cosine": {str(kappa): float("nan") for kappa in direction_kappas}}
     mean_cos = F.cosine_similarity(total[seen] / count[seen, None], target[seen], dim=-1)
+    # the weights' scale cancels in the cosine: no normalisation by their sum needed (and none underflows)
+    by_direction = {str(kappa): float(F.cosine_similarity(w_total[seen], target[seen], dim=-1).mean())
+                    for kappa, w_total in weighted.items()}
     return {"pair_cosine": pair_sum / pair_n, "mean_view_cosine": float(mean_cos.mean()),
-            "views_per_point": float(count[seen].mean()), "points": n_seen}
+            "views_per_point": float(count[seen].mean()), "points": n_seen,
+            "direction_weighted_cosine": by_direction}
 
 
 def rank_ceiling(train_features: torch.Tensor, test_features: torch.Tensor, ranks: list[int]) -> dict[int, float]:
