@@ -126,22 +126,34 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from semfield.atomic import atomic_write_json
+    from semfield.errors import SemfieldError
     from semfield.export.pictures import save_picture, stack_rows
     from semfield.pose.evaluate import evaluate_views
     from semfield.pose.locate import LocateOptions
     from semfield.pose.robustness import VARIANTS
-    from semfield.run import load_run, load_run_scene
+    from semfield.run import load_run, load_run_scene, read_run_config
 
     start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     git = git_info()  # before this run writes anything into the tree
     opts = LocateOptions()
     variants = tuple(VARIANTS) if args.variants is None else tuple(args.variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"bench_pose: unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    try:  # every run folder is checked before the first run is benchmarked (its field is loaded in turn)
+        for run_dir in args.run:
+            read_run_config(run_dir)
+    except SemfieldError as exc:
+        sys.exit(f"bench_pose: {exc}")
     runs: list[dict[str, Any]] = []
     rows = []
     for run_dir in args.run:
-        run = load_run(run_dir)
-        scene = load_run_scene(run)
+        try:
+            run = load_run(run_dir)
+            scene = load_run_scene(run)
+        except SemfieldError as exc:
+            sys.exit(f"bench_pose: {exc}")
         frames = scene.split(args.views)[: args.limit]
         result = evaluate_views(run, scene, frames, opts, baseline=not args.no_baseline, variants=variants,
                                 progress=True, keep_results=True)

@@ -114,6 +114,22 @@ def test_flow_matches_scale_to_a_larger_photo_and_respect_the_mask():
     np.testing.assert_allclose(np.median(np.abs(m.query - 2 * m.render), axis=0), [0, 0], atol=0.3)
 
 
+def test_intrinsics_long_side_at_most_scales_down_never_up():
+    small = INTR.long_side_at_most(96)
+    assert (small.width, small.height, small.fx, small.cx) == (96, 72, 90.0, 48.0)
+    assert INTR.long_side_at_most(400) == INTR
+
+
+def test_locate_options_reject_an_unknown_matcher():
+    import pytest
+
+    from semfield.errors import SemfieldError
+    from semfield.pose.locate import LocateOptions
+
+    with pytest.raises(SemfieldError, match="unknown fine matcher 'orb'"):
+        LocateOptions(fine_matcher="orb")
+
+
 def test_flow_matches_drop_pixels_whose_flow_does_not_come_back():
     img = _texture(seed=2)
     photo = _texture(seed=3)  # an unrelated picture: flow either way lands somewhere different

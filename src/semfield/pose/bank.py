@@ -148,12 +148,6 @@ def sample_bank_poses(train_c2w: np.ndarray, settings: BankSettings) -> np.ndarr
     return np.stack(out)
 
 
-def bank_intrinsics(intr: Intrinsics, size: int) -> Intrinsics:
-    """The bank renders' intrinsics: the scene camera scaled so the long side is ``size`` pixels, or kept
-    when it is smaller (no detail to gain from upsampling)."""
-    return intr.scaled(min(1.0, size / max(intr.width, intr.height)))
-
-
 def _patch_points(depth: np.ndarray, grid: tuple[int, int], intr: Intrinsics, c2w: np.ndarray,
                   edge_ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """World points under the patch centres of a ``grid`` over a depth map: ``([P, 3], valid [P])``."""
@@ -180,7 +174,7 @@ def build_view_bank(fld: GridField, teacher, train_frames: list[Frame], train_im
     """
     train_c2w = np.stack([f.c2w for f in train_frames])
     poses = sample_bank_poses(train_c2w, settings)
-    intr = bank_intrinsics(train_frames[0].intrinsics, settings.size)
+    intr = train_frames[0].intrinsics.long_side_at_most(settings.size)  # no detail to gain from upsampling
     opts = RenderOptions(step_voxels=settings.render_step_voxels, max_samples=384)
     device = next(iter(fld.sparse_grids().values())).values.device
     t_size = thumbnail_size(train_frames[0].intrinsics, settings.thumb)

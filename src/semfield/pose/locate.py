@@ -11,9 +11,9 @@
    distinct poses get one fine round each at ``finalist_size`` — render RGB + depth, match the photo to the
    render by dense optical flow (``fine_matcher``; SIFT optional), lift the render's pixels to 3D, PnP —
    and the best-scoring result goes on at ``match_size`` through up to ``pnp_rounds`` rounds in all
-   (until the pose stops moving). Flow finds thousands of matches in a render 10–25° off, where SIFT kept under 15 on a blurry
-   192-px render. A round whose pose would render less like the photo is undone. (Scoring by
-   render correlation, not by inliers: a render from the far side of a table matches a symmetric layout
+   (until the pose stops moving). Flow finds thousands of matches in a render 10–25° off, where SIFT kept
+   under 15 on a blurry 192-px render. A round whose pose would render less like the photo is undone.
+   (Scoring by render correlation, not by inliers: a render from the far side of a table matches a symmetric layout
    about as well, and 2 of 24 test views once came out turned 169° and 179°.) When the bank gives no pose,
    the coarse candidates of step 1 are rendered and their DINOv2 patches matched to the photo's instead;
    the same render-based dense match stands in for the fine matcher in a round that finds no pose.
@@ -45,7 +45,7 @@ from .bank import ViewBank
 from .bank_match import match_bank, patch_centres
 from .descriptors import describe_image
 from .geometry import backproject, trusted_depth
-from .matching import Matches, dense_feature_matches, flow_matches, sift_matches
+from .matching import Matches, dense_feature_matches, flow_grid, flow_matches, sift_matches
 from .photometric import (
     SEARCH_REFINE,
     SETTLE_REFINE,
@@ -59,6 +59,10 @@ from .refine import RefineOptions, refine_pose_photometric
 from .store import CoarseModel
 
 __all__ = ["LocateOptions", "LocateResult", "bank_pnp_poses", "coarse_candidates", "locate_photo", "render_and_pnp"]
+
+
+FINE_MATCHERS = ("flow", "sift")
+"""How a fine round matches the photo to its render: dense optical flow, or SIFT keypoints."""
 
 
 @dataclass
@@ -75,8 +79,8 @@ class LocateOptions:
     ``trusted_score`` / ``trusted_flow_support`` / ``trusted_flow_score``: a PnP pose whose render
     correlates less than ``trusted_score`` with the photo competes with the photometric search (by its
     score), unless its last flow round's PnP inliers cover ``trusted_flow_support`` of the flow grid's points
-    and it scores at least ``trusted_flow_score``. Correctly located views of the quick suite score 0.93–0.98, poses degrees off 0.6–0.85, but a
-    photo with occluders scores below 0.9 however right. Over the quick suite's 24 test views at another
+    and it scores at least ``trusted_flow_score``. Correctly located views of the quick suite score
+    0.93–0.98, poses degrees off 0.6–0.85, but a photo with occluders scores below 0.9 however right. Over the quick suite's 24 test views at another
     exposure, with occluders and at 2/3 size, flow support was ≥ 0.23 on 66 of the 68 right PnP poses
     (0.03 and 0.04 on two), ≤ 0.04 on the 4 wrong ones (one a mirror pose 174° off); on unseen scenes a
     pose 92° off reached 0.10 with a score of 0.43, while right poses of occluded photos scored ≥ 0.79;
@@ -144,6 +148,10 @@ class LocateOptions:
     settle: RefineOptions = field(default_factory=lambda: SETTLE_REFINE)
     refine: RefineOptions = field(default_factory=lambda: RefineOptions(iterations=20, rays=512))
     use_refine: bool = True
+
+    def __post_init__(self) -> None:
+        if self.fine_matcher not in FINE_MATCHERS:
+            raise SemfieldError(f"unknown fine matcher {self.fine_matcher!r} (one of {', '.join(FINE_MATCHERS)})")
 
 
 @dataclass
@@ -226,7 +234,7 @@ def render_and_pnp(fld: GridField, photo: np.ndarray, intr: Intrinsics, c2w: np.
     Returns:
         ``(PnPResult, the matches used)``.
     """
-    r_intr = intr.scaled(min(1.0, size / max(intr.width, intr.height)))
+    r_intr = intr.long_side_at_most(size)
     with torch.no_grad():
         out = render_image(fld, torch.as_tensor(c2w, dtype=torch.float32, device=_field_device(fld)), r_intr,
                            render or opts.render)
@@ -247,7 +255,7 @@ def render_and_pnp(fld: GridField, photo: np.ndarray, intr: Intrinsics, c2w: np.
         matches = sift_matches(photo, rgb.numpy(), render_mask=trusted)
         threshold = opts.reprojection_px
     else:
-        raise SemfieldError(f"unknown fine matcher {opts.fine_matcher!r} (flow or sift)")
+        raise AssertionError(opts.fine_matcher)  # LocateOptions checks it
     if len(matches) == 0:
         return PnPResult(None, 0, np.zeros(0, dtype=bool)), matches
     cols = np.clip(np.floor(matches.render[:, 0]).astype(int), 0, r_intr.width - 1)
@@ -282,8 +290,8 @@ class _Hypothesis:
 
 def _flow_grid_points(intr: Intrinsics, size: int, step: int) -> int:
     """How many render pixels a flow round at long side ``size`` samples (its ``step`` grid)."""
-    r = intr.scaled(min(1.0, size / max(intr.width, intr.height)))
-    return len(range(step // 2, r.height, step)) * len(range(step // 2, r.width, step))
+    r = intr.long_side_at_most(size)
+    return len(flow_grid(r.height, r.width, step)[0])
 
 
 def _fine_rounds(fld: GridField, photo: torch.Tensor, intr: Intrinsics, hyp: _Hypothesis, dense: tuple,

@@ -15,7 +15,7 @@ import torch
 
 from .bank_match import patch_centres
 
-__all__ = ["Matches", "dense_feature_matches", "flow_matches", "sift_matches"]
+__all__ = ["Matches", "dense_feature_matches", "flow_grid", "flow_matches", "sift_matches"]
 
 
 @dataclass
@@ -51,6 +51,13 @@ def _standardised_grey(image: np.ndarray) -> np.ndarray:
     return np.clip(grey + 0.5, 0, 255).astype(np.uint8)
 
 
+def flow_grid(height: int, width: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns ``[M]`` (row-major) of the render pixels :func:`flow_matches` matches: every
+    ``step``-th pixel from ``step // 2`` on."""
+    rows, cols = np.mgrid[step // 2:height:step, step // 2:width:step]
+    return rows.ravel(), cols.ravel()
+
+
 def flow_matches(query: np.ndarray, render: np.ndarray, render_mask: np.ndarray | None = None, step: int = 3,
                  consistency_px: float = 1.0) -> Matches:
     """Dense correspondences from optical flow (OpenCV DIS, coarse to fine) between a render and the photo.
@@ -79,8 +86,7 @@ def flow_matches(query: np.ndarray, render: np.ndarray, render_mask: np.ndarray 
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     forward = dis.calc(a, b, None)  # render pixel x sits at x + forward[x] in the photo
     backward = dis.calc(b, a, None)
-    rows, cols = np.mgrid[step // 2:hr:step, step // 2:wr:step]
-    rows, cols = rows.ravel(), cols.ravel()
+    rows, cols = flow_grid(hr, wr, step)
     if render_mask is not None:
         keep = np.asarray(render_mask, dtype=bool)[rows, cols]
         rows, cols = rows[keep], cols[keep]

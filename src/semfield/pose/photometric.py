@@ -75,7 +75,7 @@ def _device(fld: GridField) -> torch.device:
 def render_score(fld: GridField, photo: torch.Tensor, intr: Intrinsics, c2w: np.ndarray, long_side: int,
                  render: RenderOptions) -> float:
     """Correlation in [-1, 1] of a ``long_side``-pixel render at ``c2w`` with the photo (both thumbnailed to it)."""
-    small = intr.scaled(min(1.0, long_side / max(intr.width, intr.height)))
+    small = intr.long_side_at_most(long_side)
     with torch.no_grad():
         rgb = render_image(fld, torch.as_tensor(c2w, dtype=torch.float32, device=_device(fld)), small,
                            render)["rgb"].float().cpu()

@@ -44,6 +44,11 @@ class Intrinsics:
             cy=self.cy * factor,
         )
 
+    def long_side_at_most(self, size: int) -> Intrinsics:
+        """The same camera scaled so its long side is ``size`` pixels, or unchanged when it is already no
+        longer (a smaller render, never an upsampled one)."""
+        return self.scaled(min(1.0, size / max(self.width, self.height)))
+
 
 @dataclass
 class Frame:
