@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from semfield.train.features import FeatureTargets, feature_loss
+from semfield.train.features import COSINE_NORM_FLOOR, FeatureTargets, feature_loss, floored_cosine
 
 
 def test_cell_centres_return_the_cell_and_midpoints_interpolate():
@@ -57,6 +57,22 @@ def test_cosine_mse_pins_the_scale():
     # |2t - t|^2 summed per ray = (1, 4), mean 2.5; mean |t|^2 = 2.5 -> 1.0
     assert feature_loss(2 * target, target, "cosine_mse").item() == pytest.approx(1.0, abs=1e-6)
     assert feature_loss(target, target, "cosine_mse").item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_cosine_of_a_vanishing_prediction_has_a_bounded_gradient():
+    target = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    pred = torch.tensor([[1.0, 2.0], [0.0, 0.0]], requires_grad=True)
+    cos = floored_cosine(pred, target)
+    # an ordinary prediction: the plain cosine, 11 / (sqrt(5) * 5)
+    assert cos[0].item() == pytest.approx(11 / (math.sqrt(5) * 5), abs=1e-6)
+    assert cos[1].item() == 0.0
+    cos.sum().backward()
+    # at zero the prediction counts as COSINE_NORM_FLOOR * |target| long: gradient target / (0.01 * 2 * 2)
+    torch.testing.assert_close(pred.grad[1], target[1] / (COSINE_NORM_FLOOR * 4.0))
+    # F.cosine_similarity's gradient there is about target / eps: a million times larger
+    zero = torch.zeros(1, 2, requires_grad=True)
+    torch.nn.functional.cosine_similarity(zero, target[1:], dim=-1, eps=1e-6).sum().backward()
+    assert zero.grad.abs().max() > 1e4 * pred.grad[1].abs().max()
 
 
 def test_targets_mean_is_over_every_cell_of_every_map():

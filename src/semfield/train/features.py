@@ -9,7 +9,6 @@ supervised with the map bilinearly interpolated at its pixel centre (clamped at 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 class FeatureTargets:
@@ -71,6 +70,22 @@ class FeatureTargets:
         return top * (1 - ay) + bottom * ay
 
 
+# A prediction shorter than this fraction of its target's length counts as this long in the cosine.
+COSINE_NORM_FLOOR = 0.01
+
+
+def floored_cosine(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity ``[R]`` of ``pred`` and ``target`` ``[R, D]``, with the prediction's length floored at
+    :data:`COSINE_NORM_FLOOR` times the target's. A cosine's gradient grows as ``1 / |pred|``; a head
+    without a decoder starts at exactly zero, where ``F.cosine_similarity`` gives a ``1 / eps`` gradient
+    (1e6), and Adam's second moment keeps that for hundreds of steps, so the head hardly moves after its
+    first step (a view-dependent head stalled at cosine 0.26 to 0.61 on a teacher it fits exactly from a
+    nonzero start). Equal to the cosine wherever ``|pred| >= COSINE_NORM_FLOOR * |target|``."""
+    t_norm = target.norm(dim=-1)
+    p_norm = pred.norm(dim=-1).maximum(COSINE_NORM_FLOOR * t_norm)
+    return (pred * target).sum(dim=-1) / (p_norm * t_norm).clamp(min=1e-12)
+
+
 def feature_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "cosine_mse") -> torch.Tensor:
     """Mean feature loss over rays.
 
@@ -86,7 +101,7 @@ def feature_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "cosine_m
         scale = target.detach().square().sum(dim=-1).mean().clamp(min=1e-12)
         return feature_loss(pred, target, "cosine") + (pred - target).square().sum(dim=-1).mean() / scale
     if kind == "cosine":
-        return (1.0 - F.cosine_similarity(pred, target, dim=-1, eps=1e-6)).mean()
+        return (1.0 - floored_cosine(pred, target)).mean()
     if kind == "l1":
         return (pred - target).abs().mean()
     raise ValueError(f"unknown feature loss {kind!r} (cosine_mse, cosine or l1)")
