@@ -196,8 +196,9 @@ def test_sparse_lookup_equals_gather_sum():
     torch.testing.assert_close(grid.lookup_nograd(idx, w), _interp(values, idx, w))
 
 
-def test_sparse_accumulated_grad_equals_dense_autograd():
-    values, idx, w, target = _lookup_case()
+@pytest.mark.parametrize("width", [3, 40])  # narrow grids and wide ones (heads) accumulate differently
+def test_sparse_accumulated_grad_equals_dense_autograd(width):
+    values, idx, w, target = _lookup_case(C=width)
     grid = SparseGrid(values.clone(), lr=0.1)
     loss = ((grid.lookup(idx, w) - target) ** 2).sum()
     loss.backward()
@@ -218,6 +219,29 @@ def test_sparse_grad_wrt_weights_equals_autograd():
     w2 = w.clone().requires_grad_()
     ((_interp(values, idx, w2) - target) ** 2).sum().backward()
     torch.testing.assert_close(w1.grad, w2.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("width", [3, 40])
+def test_bagged_lookup_sums_each_bag_with_its_gradient(width):
+    """``lookup(..., bags=(bag, B))`` equals the per-point lookup summed per bag (empty bags give zeros),
+    values, weight and grid gradients included."""
+    values, idx, w, _ = _lookup_case(C=width)
+    P = idx.shape[0]
+    bag = torch.sort(torch.randint(0, 4, (P,), generator=torch.Generator().manual_seed(3)))[0]
+    bag[bag == 2] = 1  # bags 2 and 4 stay empty
+    target = torch.randn(5, width, generator=torch.Generator().manual_seed(4))
+    grid = SparseGrid(values.clone(), lr=0.1)
+    w1 = w.clone().requires_grad_()
+    bagged = grid.lookup(idx, w1, bags=(bag, 5))
+    ((bagged - target) ** 2).sum().backward()
+    dense = values.clone().requires_grad_()
+    w2 = w.clone().requires_grad_()
+    reference = torch.zeros(5, width).index_add(0, bag, _interp(dense, idx, w2))
+    ((reference - target) ** 2).sum().backward()
+    torch.testing.assert_close(bagged, reference, atol=1e-5, rtol=1e-5)
+    assert bagged[2].abs().max() == 0 and bagged[4].abs().max() == 0
+    torch.testing.assert_close(grid.grad, dense.grad, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(w1.grad, w2.grad, atol=1e-4, rtol=1e-5)
 
 
 def test_sparse_grid_not_trainable_accumulates_nothing():

@@ -18,23 +18,35 @@ import torch.nn.functional as F
 
 class _GridLookup(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, anchor, idx, weights, grid):
+    def forward(ctx, anchor, idx, weights, grid, bags):
         # ``anchor`` is a 1-element tensor that requires grad, so autograd calls backward even when the
         # weights do not need a gradient; the grid's own gradient goes into its buffer, not into autograd.
         ctx.save_for_backward(idx, weights)
-        ctx.grid = grid
-        return F.embedding_bag(idx, grid.values, per_sample_weights=weights, mode="sum")
+        ctx.grid, ctx.bags = grid, bags
+        if bags is None:
+            return F.embedding_bag(idx, grid.values, per_sample_weights=weights, mode="sum")
+        bag, n_bags = bags
+        return F.embedding_bag(idx.reshape(-1), grid.values, offsets=bag_offsets(bag, n_bags, idx.shape[1]),
+                               per_sample_weights=weights.reshape(-1), mode="sum")
 
     @staticmethod
     def backward(ctx, grad_out):
         idx, weights = ctx.saved_tensors
         grid: SparseGrid = ctx.grid
+        if ctx.bags is not None:  # each point's gradient is its bag's
+            grad_out = grad_out.index_select(0, ctx.bags[0])
         grad_w = None
         if ctx.needs_input_grad[2]:
             grad_w = (grid.values[idx] * grad_out[:, None, :]).sum(-1)
         if grid.trainable:
             grid.accumulate(idx, weights, grad_out)
-        return None, None, grad_w, None
+        return None, None, grad_w, None, None
+
+
+def bag_offsets(bag: torch.Tensor, n_bags: int, corners: int) -> torch.Tensor:
+    """``F.embedding_bag`` offsets ``[n_bags]`` of the flattened corners of points sorted by ``bag [P]``."""
+    counts = torch.bincount(bag, minlength=n_bags)
+    return (torch.cumsum(counts, 0) - counts) * corners
 
 
 class SparseGrid:
@@ -81,9 +93,14 @@ class SparseGrid:
     def shape(self) -> torch.Size:
         return self.values.shape
 
-    def lookup(self, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Weighted corner sums: ``idx [P, 8]``, ``weights [P, 8]`` → ``[P, C]`` (differentiable)."""
-        return _GridLookup.apply(self._anchor, idx, weights, self)
+    def lookup(self, idx: torch.Tensor, weights: torch.Tensor,
+               bags: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
+        """Weighted corner sums: ``idx [P, 8]``, ``weights [P, 8]`` → ``[P, C]`` (differentiable).
+
+        With ``bags = (bag [P], B)``, ``bag`` non-decreasing in ``[0, B)``, the sums of each bag's points
+        instead, ``[B, C]``: compositing along rays inside the gather (the weights then carry the samples'
+        compositing weights), without the ``[P, C]`` values in between."""
+        return _GridLookup.apply(self._anchor, idx, weights, self, bags)
 
     def lookup_nograd(self, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return F.embedding_bag(idx, self.values, per_sample_weights=weights, mode="sum")
@@ -91,8 +108,14 @@ class SparseGrid:
     def accumulate(self, idx: torch.Tensor, weights: torch.Tensor, grad_out: torch.Tensor) -> None:
         """Add the gradient rows of one lookup (called from backward)."""
         flat = idx.reshape(-1)
-        rows = (weights[:, :, None] * grad_out[:, None, :]).reshape(-1, self.values.shape[1])
-        self.grad.index_add_(0, flat, rows)
+        width = self.values.shape[1]
+        if width >= 32:
+            # Wide rows (feature heads): one corner at a time, never the [P, 8, C] product at once: 2.4x
+            # faster at C = 144 on the 2-core CPU (17k samples), 1.5x at C = 32; slower for narrow grids.
+            for corner in range(idx.shape[1]):
+                self.grad.index_add_(0, idx[:, corner], grad_out * weights[:, corner, None])
+        else:
+            self.grad.index_add_(0, flat, (weights[:, :, None] * grad_out[:, None, :]).reshape(-1, width))
         self.touched[flat] = True
 
     def add_grad_rows(self, rows: torch.Tensor, grad: torch.Tensor) -> None:
@@ -113,13 +136,15 @@ class SparseGrid:
         g = self.grad.index_select(0, rows)
         st = self.adam.index_select(0, rows)
         m, v = st[:, :C], st[:, C:]
-        m.mul_(b1).add_(g, alpha=1 - b1)
+        m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         bc1 = 1 - b1 ** self.steps
-        bc2 = 1 - b2 ** self.steps
-        update = v.sqrt().mul_(1.0 / math.sqrt(bc2)).add_(self.eps)
-        update = torch.div(m, update).mul_(lr / bc1)
-        self.values.index_copy_(0, rows, self.values.index_select(0, rows).sub_(update))
+        root_bc2 = math.sqrt(1 - b2 ** self.steps)
+        # Adam's lr / bc1 * m / (sqrt(v / bc2) + eps), with the bias corrections folded into two scalars:
+        # one fewer pass over the rows than dividing sqrt(v) first (the step is a training's hottest loop).
+        denom = v.sqrt().add_(self.eps * root_bc2)
+        self.values.index_copy_(0, rows, self.values.index_select(0, rows).addcdiv_(m, denom,
+                                                                                    value=-lr * root_bc2 / bc1))
         self.adam.index_copy_(0, rows, st)
         self.grad.index_fill_(0, rows, 0.0)
         self.touched.index_fill_(0, rows, False)
