@@ -187,13 +187,14 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         for name in opts.heads:
             # The decoder is affine, so compositing latents and decoding once per ray equals decoding
             # every sample: sum_i w_i (A z_i + b) = A (sum_i w_i z_i) + b * acc.
-            latent = fld.head_latent(name, pts[hk_src])
-            comp = torch.zeros(n_head, latent.shape[1], device=latent.device, dtype=latent.dtype).index_add(
-                0, hk // S, latent * wd[:, None])
+            # A view-dependent head's latents mix by the ray's direction, which every sample of the ray
+            # shares: they too are composited first and mixed once per ray.
+            comp = fld.composite_head_values(name, pts[hk_src], wd, hk // S, n_head)
             if opts.background == "boundary":  # the outer box is a surface: walls seen through it get features
                 far_pts = origins[:n_head] + dirs[:n_head] * (far[:n_head] - 1e-4)[:, None]
-                comp = comp + t_final.detach()[:n_head, None] * fld.head_latent(name, far_pts)
-            out[name] = fld.decode_head(name, comp, weight_h, centred=centred_heads)
+                comp = comp + t_final.detach()[:n_head, None] * fld.head_values(name, far_pts)
+            latent = fld.view_latent(name, comp, dirs[:n_head])
+            out[name] = fld.decode_head(name, latent, weight_h, centred=centred_heads)
     return out
 
 

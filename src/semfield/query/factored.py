@@ -36,14 +36,13 @@ class FactoredFeatures:
     @torch.no_grad()
     def from_field(cls, fld: GridField, head: str, points: torch.Tensor, chunk: int = 65536) -> FactoredFeatures:
         """Head ``head``'s features at ``points [M, 3]`` (decoded once, chunked, only for their norms)."""
-        dim = fld.config.heads[head].dim
         latents, norms = [], []
         for p in points.to(fld.device_).split(chunk):
             lat = fld.head_latent(head, p)
             latents.append(lat)
             norms.append(fld.decode_head(head, lat).norm(dim=-1))
         if not latents:
-            width = fld.config.heads[head].latent or dim
+            width = fld.config.heads[head].width
             latents, norms = [torch.zeros(0, width)], [torch.zeros(0)]
         norm = torch.cat(norms)
         inv_norm = torch.where(norm > 1e-8, 1.0 / norm.clamp(min=1e-8), torch.zeros_like(norm))

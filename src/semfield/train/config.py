@@ -84,6 +84,10 @@ class TrainConfig:
         """Settings (top-level names) in which ``saved`` (a to_dict() read back) differs from these, leaving
         out :data:`RESUMABLE_CHANGES`; empty when a run trained with ``saved`` can resume with these."""
         mine = self.to_dict()
+        try:  # settings added since the run was saved compare at their defaults
+            saved = TrainConfig.from_dict(saved).to_dict()
+        except SemfieldError:
+            pass
         return sorted(k for k in set(mine) | set(saved)
                       if k not in RESUMABLE_CHANGES and mine.get(k) != saved.get(k))
 

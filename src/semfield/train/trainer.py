@@ -106,23 +106,28 @@ class Trainer:
         self._set_lrs(0)
 
     def _make_optimizer(self, fld: GridField) -> torch.optim.Optimizer:
-        """Adam over the field's modules: the colour decoder (``lr_mlp``), then the heads' decoders
-        (``lr_decoders``). The grids step themselves (SparseGrid)."""
+        """Adam over the field's modules: the colour decoder, then each head's decoder in a group of its own
+        (rates set by :meth:`_set_lrs`). The grids step themselves (SparseGrid)."""
         groups = [{"params": list(fld.color_mlp.parameters()), "lr": self.config.lr_mlp}]
-        decoders = list(fld.head_decoders.parameters())
-        if decoders:
-            groups.append({"params": decoders, "lr": self.config.lr_decoders})
+        groups += [{"params": list(decoder.parameters()), "lr": self.config.lr_decoders, "head": name}
+                   for name, decoder in fld.head_decoders.items()]
         return torch.optim.Adam(groups, eps=1e-15)
 
     def _set_lrs(self, iteration: int) -> None:
-        cfg = self.config
+        """Every rate at ``iteration``: the schedule's factor times ``lr_density``, ``lr_grid`` (colour),
+        ``lr_mlp``, and for each head ``lr_heads`` (grid) and ``lr_decoders`` times the head's ``lr_factor``."""
+        cfg, heads = self.config, self.field.config.heads
         f = lr_factor_at(cfg, iteration)
         for name, grid in self.field.sparse_grids().items():
-            base = cfg.lr_density if name == "density" else cfg.lr_heads if name.startswith("head.") else cfg.lr_grid
+            if name.startswith("head."):
+                base = cfg.lr_heads * heads[name[len("head."):]].lr_factor
+            else:
+                base = cfg.lr_density if name == "density" else cfg.lr_grid
             grid.lr = base * f
         if self.optimizer is not None:
-            for group, base in zip(self.optimizer.param_groups, (cfg.lr_mlp, cfg.lr_decoders)):
-                group["lr"] = base * f
+            for group in self.optimizer.param_groups:
+                head = group.get("head")
+                group["lr"] = f * (cfg.lr_mlp if head is None else cfg.lr_decoders * heads[head].lr_factor)
 
     def resume_or_start(self) -> bool:
         """Load the run folder's checkpoint if there is one; returns True when resuming."""
@@ -138,7 +143,15 @@ class Trainer:
             self.optimizer = self._make_optimizer(self.field)
             opt_state = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
             if opt_state:
-                self.optimizer.load_state_dict(_unflatten_optim(opt_state, state["optim_meta"]))
+                saved = _unflatten_optim(opt_state, state["optim_meta"])
+                # The groups are the current ones (their rates are set every step); runs saved when all head
+                # decoders shared one group hold the same parameters in the same order.
+                current = self.optimizer.state_dict()["param_groups"]
+                if sum(len(g["params"]) for g in saved["param_groups"]) != sum(len(g["params"]) for g in current):
+                    raise SemfieldError("the checkpoint's optimizer state does not match the field's decoders",
+                                        self.run_dir)
+                saved["param_groups"] = current
+                self.optimizer.load_state_dict(saved)
             self.iteration = int(state["iteration"])
             self.train_seconds = float(state["train_seconds"])
             self.generator.set_state(tensors["rng.generator"])
