@@ -189,6 +189,7 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
             # every sample: sum_i w_i (A z_i + b) = A (sum_i w_i z_i) + b * acc.
             # A view-dependent head's latents mix by the ray's direction, which every sample of the ray
             # shares: they too are composited first and mixed once per ray.
+            # (hk is in packed order, rays then along the ray, as the compositing needs)
             comp = fld.composite_head_values(name, pts[hk_src], wd, hk // S, n_head)
             if opts.background == "boundary":  # the outer box is a surface: walls seen through it get features
                 far_pts = origins[:n_head] + dirs[:n_head] * (far[:n_head] - 1e-4)[:, None]

@@ -21,9 +21,9 @@ DEFAULT_LATENT = 32  # head grid channels before the linear decoder to the teach
 # Image-only teachers (DINOv2) see a point differently from different sides, so their heads are
 # view-dependent: second-degree spherical harmonics of 16-wide latents on a grid 4 times coarser than the
 # density's, learning at 3 times the heads' rates. On the default scene (360 iterations, label + DINOv2
-# heads, same session) the held-out cosine to DINOv2 went 0.780 -> 0.840 for 11 % more training time than
-# the earlier plain 32-wide head (first degree: 0.816; 32-wide second degree reached 0.848 in an earlier
-# DINOv2-only sweep but trained 50 % longer; at the plain rates the chosen head reached 0.816).
+# heads, bench/compare_image_heads.py) the held-out cosine to DINOv2 went 0.780 -> 0.840 for 11 % more
+# training time than the earlier plain 32-wide head (first degree: 0.816; 32-wide second degree reached
+# 0.848 in an earlier DINOv2-only sweep but trained 50 % longer; at the plain rates the chosen head 0.816).
 IMAGE_HEAD = {"latent": 16, "voxel_factor": 4.0, "sh_degree": 2, "lr_factor": 3.0}
 
 
