@@ -92,11 +92,14 @@ def test_settings_are_checked_and_saved():
         HeadConfig(dim=4, sh_degree=4)
     with pytest.raises(ValueError, match="view-dependent"):
         HeadConfig(dim=4, unit=True, sh_degree=1)
-    fld = make_field({"v": HeadConfig(dim=4, latent=2, sh_degree=1)})
+    fld = make_field({"v": HeadConfig(dim=4, latent=2, sh_degree=1, shared_moments=True)})
     fld.heads["v"].values.normal_()
+    assert fld.heads["v"].moment_block == 2 and fld.heads["v"].adam_width == 8 + 4  # 4 directions x 2 channels
+    fld.heads["v"].adam.normal_()
     back = GridField.from_state(fld.layout(), fld.state_tensors())
-    assert back.config.heads["v"].sh_degree == 1
+    assert back.config.heads["v"].sh_degree == 1 and back.config.heads["v"].shared_moments
     torch.testing.assert_close(back.heads["v"].values, fld.heads["v"].values)
+    torch.testing.assert_close(back.heads["v"].adam, fld.heads["v"].adam)
 
 
 def _fit_direction_dependent_teacher(degree: int, steps: int = 150) -> float:

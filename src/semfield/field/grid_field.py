@@ -38,7 +38,9 @@ class HeadConfig:
     its features of nearby views agree more than those of distant views (DINOv2 on the default scene:
     0.848 cosine for the plain mean of the views that see a point, 0.894 for a mean weighted towards
     views from a similar direction; bench/teacher_consistency.py). ``lr_factor``: the head's grid and decoder
-    learn at this multiple of the training's ``lr_heads`` and ``lr_decoders``."""
+    learn at this multiple of the training's ``lr_heads`` and ``lr_decoders``. ``shared_moments``: the grid's
+    Adam keeps one second moment per latent (the ``width`` channels of each direction share it) instead of
+    one per channel (:class:`~.sparse_grid.SparseGrid` ``moment_block``): a faster step, less state."""
 
     dim: int
     latent: int = 0
@@ -48,6 +50,7 @@ class HeadConfig:
     unit: bool = False  # each sample's grid value is normalised to unit length before compositing
     sh_degree: int = 0  # 0: the same feature from every direction; 1-3: view-dependent (see above)
     lr_factor: float = 1.0
+    shared_moments: bool = False
 
     def __post_init__(self):
         if not 0 <= self.sh_degree <= 3:
@@ -155,7 +158,8 @@ class GridField(nn.Module):
                              config.outer_factor)
             self.head_axes[name] = axes
             self.heads[name] = SparseGrid(
-                torch.zeros(math.prod(_grid_shape(axes)), head.width * head.directions, device=self.device_), lr=0.05)
+                torch.zeros(math.prod(_grid_shape(axes)), head.width * head.directions, device=self.device_), lr=0.05,
+                moment_block=head.width if head.shared_moments else 1)
             if head.latent:
                 self.head_decoders[name] = nn.Linear(head.latent, head.dim)
             if not name.isidentifier():

@@ -6,6 +6,11 @@ iteration, yet one iteration touches a small fraction of the voxels. :class:`Spa
 them, and :meth:`SparseGrid.step` runs Adam on the marked rows only (Adam's moments of untouched rows stay
 as they were, as in "lazy Adam"). The forward is ``F.embedding_bag`` with per-corner weights: a fused
 gather-multiply-sum.
+
+Wide rows (feature heads) can share one second moment per block of channels (``moment_block``), as the
+row-wise optimisers of recommendation-model embedding tables do (FBGEMM's row-wise Adagrad / Adam): the
+step then reads and writes ``C + C / block`` moments per row instead of ``2C`` and takes no per-channel
+square root, 1.5x faster at 144 channels.
 """
 
 from __future__ import annotations
@@ -55,14 +60,19 @@ class SparseGrid:
     Args:
         values: initial values ``[V, C]``.
         lr: Adam learning rate; betas and eps as in Adam.
+        moment_block: channels that share one second moment (1: Adam's own per-channel moments); divides C.
     """
 
-    def __init__(self, values: torch.Tensor, lr: float, betas=(0.9, 0.99), eps: float = 1e-15):
+    def __init__(self, values: torch.Tensor, lr: float, betas=(0.9, 0.99), eps: float = 1e-15,
+                 moment_block: int = 1):
         self.values = values.contiguous()
+        if moment_block < 1 or self.values.shape[1] % moment_block:
+            raise ValueError(f"moment_block {moment_block} does not divide the grid's {self.values.shape[1]} channels")
+        self.moment_block = moment_block
         self._anchor = torch.zeros(1, device=values.device, requires_grad=True)
         self.lr, self.betas, self.eps = lr, betas, eps
         self.trainable = True
-        # Adam state packed per row as [exp_avg (C), exp_avg_sq (C)]: one touched row is one contiguous
+        # Adam state packed per row as [exp_avg (C), exp_avg_sq (C / moment_block)]: one touched row is one contiguous
         # read and write, which is what random access on a CPU pays for. Bias correction uses the grid's
         # step count (rows touched late get a slightly small first step, as with Adam's own warm-up).
         # The Adam moments and the gradient buffer are allocated on first use: a run loaded for queries or
@@ -76,10 +86,16 @@ class SparseGrid:
         self.visited = torch.zeros(self.values.shape[0], dtype=torch.bool, device=values.device)
 
     @property
+    def adam_width(self) -> int:
+        """Adam state per row: ``C`` first moments and ``C / moment_block`` second moments."""
+        channels = self.values.shape[1]
+        return channels + channels // self.moment_block
+
+    @property
     def adam(self) -> torch.Tensor:
-        """Adam moments ``[V, 2C]`` (exp_avg, exp_avg_sq per row); zeros until the first step."""
+        """Adam moments ``[V, adam_width]`` (exp_avg, exp_avg_sq per row); zeros until the first step."""
         if self._adam is None:
-            self._adam = torch.zeros(self.values.shape[0], 2 * self.values.shape[1], device=self.values.device)
+            self._adam = torch.zeros(self.values.shape[0], self.adam_width, device=self.values.device)
         return self._adam
 
     @property
@@ -137,14 +153,20 @@ class SparseGrid:
         st = self.adam.index_select(0, rows)
         m, v = st[:, :C], st[:, C:]
         m.lerp_(g, 1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
         bc1 = 1 - b1 ** self.steps
         root_bc2 = math.sqrt(1 - b2 ** self.steps)
         # Adam's lr / bc1 * m / (sqrt(v / bc2) + eps), with the bias corrections folded into two scalars:
         # one fewer pass over the rows than dividing sqrt(v) first (the step is a training's hottest loop).
-        denom = v.sqrt().add_(self.eps * root_bc2)
-        self.values.index_copy_(0, rows, self.values.index_select(0, rows).addcdiv_(m, denom,
-                                                                                    value=-lr * root_bc2 / bc1))
+        values = self.values.index_select(0, rows)
+        if self.moment_block == 1:
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            values.addcdiv_(m, v.sqrt().add_(self.eps * root_bc2), value=-lr * root_bc2 / bc1)
+        else:  # one second moment per block: the mean square of its channels' gradients
+            block = self.moment_block
+            v.mul_(b2).add_(g.view(-1, C // block, block).square().mean(-1), alpha=1 - b2)
+            scale = v.sqrt().add_(self.eps * root_bc2).reciprocal_().mul_(-lr * root_bc2 / bc1)  # [R, C / block]
+            values.view(-1, C // block, block).addcmul_(m.view(-1, C // block, block), scale[:, :, None])
+        self.values.index_copy_(0, rows, values)
         self.adam.index_copy_(0, rows, st)
         self.grad.index_fill_(0, rows, 0.0)
         self.touched.index_fill_(0, rows, False)
@@ -160,9 +182,20 @@ class SparseGrid:
             out[f"{prefix}.adam"] = self._adam
         return out
 
+    def _convert_moments(self, adam: torch.Tensor, prefix: str) -> torch.Tensor:
+        """Per-channel moments ``[V, 2C]`` (a run saved before its grid shared second moments) → this grid's
+        layout: each block's second moment is the mean of its channels'."""
+        C, block = self.values.shape[1], self.moment_block
+        if adam.shape[1] != 2 * C:
+            raise ValueError(f"{prefix}: saved Adam state has {adam.shape[1]} columns per row, expected "
+                             f"{self.adam_width} ({C} channels, one second moment per {block})")
+        return torch.cat([adam[:, :C], adam[:, C:].reshape(-1, C // block, block).mean(-1)], dim=1)
+
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], prefix: str) -> None:
         self.values = tensors[f"{prefix}.values"].to(self.values.device).contiguous()
         adam = tensors.get(f"{prefix}.adam")
+        if adam is not None and adam.shape[1] != self.adam_width:
+            adam = self._convert_moments(adam, prefix)
         self._adam = adam.to(self.values.device).contiguous() if adam is not None else None
         steps = tensors.get(f"{prefix}.steps")
         self.steps = int(steps[0]) if steps is not None else 0
