@@ -296,6 +296,55 @@ def test_lazy_adam_rarely_touched_row_uses_grid_step_for_bias_correction():
     assert (grid.values[2] == 0).all()
 
 
+def test_shared_second_moments_by_hand():
+    """moment_block = 2: each pair of channels shares the mean square of its gradients as Adam's v."""
+    lr, b1, b2, eps = 0.1, 0.9, 0.99, 1e-15
+    grid = SparseGrid(torch.zeros(2, 4), lr=lr, moment_block=2)
+    assert grid.adam_width == 6
+    grads = [torch.tensor([1.0, -3.0, 0.5, 0.5]), torch.tensor([-2.0, 0.0, 4.0, 0.0])]
+    m, v, expected = torch.zeros(4), torch.zeros(2), torch.zeros(4)
+    for t, g in enumerate(grads, start=1):
+        grid.add_grad_rows(torch.tensor([1]), g[None])
+        assert grid.step() == 1
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * torch.stack([(g[:2] ** 2).mean(), (g[2:] ** 2).mean()])
+        root = (v / (1 - b2**t)).sqrt().repeat_interleave(2)  # [1, 1, 2, 2]: each block's channels
+        expected = expected - lr * (m / (1 - b1**t)) / (root + eps)
+    # first step by hand: v = 0.01 * [5, 0.25] / 0.01 -> sqrt [2.236, 0.5]; m / bc1 = g
+    torch.testing.assert_close(grid.values[1], expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grid.adam[1], torch.cat([m, v]), atol=1e-7, rtol=1e-6)
+    assert (grid.values[0] == 0).all() and (grid.adam[0] == 0).all()
+    # a block whose channels have equal gradient magnitudes steps exactly as per-channel Adam
+    same = SparseGrid(torch.zeros(1, 2), lr=lr, moment_block=2)
+    plain = SparseGrid(torch.zeros(1, 2), lr=lr)
+    for g in (torch.tensor([[1.0, -1.0]]), torch.tensor([[-0.5, 0.5]])):
+        for grid_ in (same, plain):
+            grid_.add_grad_rows(torch.tensor([0]), g)
+            grid_.step()
+    torch.testing.assert_close(same.values, plain.values, atol=1e-7, rtol=1e-6)
+
+
+def test_shared_moments_load_per_channel_state_and_reject_others():
+    values, idx, w, target = _lookup_case()
+    old = SparseGrid(values.clone(), lr=0.1)  # a run saved with per-channel moments
+    ((old.lookup(idx, w) - target) ** 2).sum().backward()
+    old.step()
+    state = old.state_tensors("g")
+    C = values.shape[1]
+    shared = SparseGrid(torch.zeros_like(values), lr=0.1, moment_block=C)
+    shared.load_state_tensors(state, "g")
+    assert shared.adam.shape == (values.shape[0], C + 1)
+    torch.testing.assert_close(shared.adam[:, :C], old.adam[:, :C], rtol=0, atol=0)
+    torch.testing.assert_close(shared.adam[:, C], old.adam[:, C:].mean(1), rtol=0, atol=0)
+    ((shared.lookup(idx, w) - target) ** 2).sum().backward()
+    assert shared.step() > 0  # and it trains on from there
+    with pytest.raises(ValueError, match="saved Adam state has 7 columns"):
+        SparseGrid(torch.zeros_like(values), lr=0.1, moment_block=C).load_state_tensors(
+            {**state, "g.adam": torch.zeros(values.shape[0], 7)}, "g")
+    with pytest.raises(ValueError, match="does not divide"):
+        SparseGrid(torch.zeros(3, 6), lr=0.1, moment_block=4)
+
+
 def test_sparse_step_without_gradient_is_noop():
     grid = SparseGrid(torch.ones(4, 2), lr=0.1)
     assert grid.step() == 0
@@ -564,6 +613,32 @@ def test_heads_composite_with_detached_weights():
     assert fld.heads["feat"].touched.any()
     assert not fld.density.touched.any() and (fld.density.grad == 0).all()
     assert not fld.color.touched.any()
+
+
+def test_head_roulette_keeps_each_rays_feature_in_expectation():
+    """Training renders thin the low-weight head samples by Russian roulette: fewer samples, same mean."""
+    fld = make_field({"feat": HeadConfig(dim=4)})
+    torch.manual_seed(0)
+    fld.heads["feat"].values.normal_()
+    _set_smooth(fld)
+    o, d, z = _rays()
+    exact, thinned, counts = [], [], []
+    for seed in range(300):  # the same jitter per seed: only the roulette differs
+        for opts, into in ((ropts(max_samples=128, heads=("feat",)), exact),
+                           (ropts(max_samples=128, heads=("feat",), head_roulette=0.05), thinned)):
+            with torch.no_grad():
+                out = render_rays(fld, o, d, z, opts, stratified=True, generator=torch.Generator().manual_seed(seed))
+            into.append(out["feat"])
+            counts.append(out["samples"]["head"])
+    exact, thinned = torch.stack(exact), torch.stack(thinned)
+    assert (thinned - exact).abs().max() > 0.05  # single renders do differ
+    spread = (thinned - exact).std(0) / 300 ** 0.5
+    assert ((thinned - exact).mean(0).abs() < 4 * spread + 1e-6).all()  # but not on average
+    assert sum(counts[1::2]) < 0.8 * sum(counts[::2])  # and the heads read fewer samples
+    with torch.no_grad():  # evaluation (not stratified) ignores the setting
+        a = render_rays(fld, o, d, z, ropts(max_samples=128, heads=("feat",), head_roulette=0.05))["feat"]
+        b = render_rays(fld, o, d, z, ropts(max_samples=128, heads=("feat",)))["feat"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_unit_head_composites_directions_not_lengths():
