@@ -337,6 +337,32 @@ def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[s
     return lines + [""]
 
 
+def head_ab_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
+    """A same-process A/B of feature-head settings (bench/compare_heads.py)."""
+    lines = [f"## Feature-head A/B: `{path.parent.name}`", "",
+             (f"**{res['scene']['label']}, simulated teacher.** Each variant trains {res['iterations']} "
+              "iterations (seed 0) in one process, one after the other, so their times compare (the ratio "
+              "divides by the median of the RGB-only trainings of the same process); then every head's "
+              "held-out cosine to its teacher (as the distillation benchmark) and the text queries' 3D and 2D "
+              "localization (all kinds of phrase). One training per variant: differences of a few hundredths "
+              "in cosine or accuracy are within a run's noise."), "",
+             "```", res["command"], "```", "",
+             f"- Machine: {_machine(res.get('machine', {}), [])}",
+             _code_line(res),
+             f"- Results: `{os.path.relpath(path, output.parent)}`", "",
+             ("| variant | training (s) | ratio | DINOv2 cosine | label cosine | label cosine, noise-free | "
+             "text 3D | text 2D (LERF) | text box IoU |"), "|---" * 9 + "|"]
+    for row in res["rows"]:
+        cosine, text = row.get("cosine", {}), row.get("text", {}).get("all", {})
+        lines.append(f"| {row['variant']} | {_fmt(row['train_seconds'], '.1f')} | {_fmt(row.get('ratio'), '.2f')} | "
+                     f"{_fmt(cosine.get('dinov2'), '.3f')} | {_fmt(cosine.get('label'), '.3f')} | "
+                     f"{_fmt(cosine.get('label:noise_free'), '.3f')} | {_fmt(text.get('loc3d'), '.3f')} | "
+                     f"{_fmt(text.get('loc2d_lerf'), '.3f')} | {_fmt(text.get('box_iou'), '.3f')} |")
+    lines += ["", "Variants: " + "; ".join(f"**{row['variant']}** {row['description']}" for row in res["rows"]
+                                            if row["variant"] != "rgb") + "."]
+    return lines + [""] + [f"- {note}" for note in res.get("notes", [])] + [""]
+
+
 def pose_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """Camera pose with no initial guess (bench/bench_pose.py), pooled over the runs' views."""
     pooled, runs = res["pooled"], res.get("runs", [])
@@ -426,6 +452,8 @@ def render(paths: list[Path], output: Path) -> str:
             section = consistency_section(res, path, output)
         elif res.get("benchmark") == "sweep":
             section = sweep_section(res, path, output)
+        elif res.get("benchmark") == "head_ab":
+            section = head_ab_section(res, path, output)
         elif res.get("benchmark") == "pose":
             section = pose_section(res, path, output)
         else:
