@@ -2,7 +2,7 @@
 
     python bench/bench_distill.py --out bench/results/distill_default ...   # first: scene, warm cache, test maps
     python bench/compare_heads.py --bench bench/results/distill_default --out bench/results/heads_ab \\
-        rgb plain_dino new shared rgb shared_label4
+        rgb view_dino shared shared_label4 rgb
 
 Trains each variant (360 iterations, training seed 0, label + DINOv2 teachers unless "rgb") one after the
 other in this process, so they share the machine's state (times of different variants are comparable; the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -45,6 +44,7 @@ TEACHERS = {"label": {"kind": "label"}, "dinov2": {"kind": "dinov2"}}
 PLAIN_DINO = HeadConfig(dim=384, latent=32)  # the DINOv2 head before view dependence (stop 19)
 VIEW_DINO = HeadConfig(dim=384, **{**IMAGE_HEAD, "shared_moments": False})
 LABEL = HeadConfig(dim=384, latent=32, loss="cosine", centre=False)  # prepare_teachers' text-aligned head
+SHARED = {"dinov2": replace(VIEW_DINO, shared_moments=True), "label": replace(LABEL, shared_moments=True)}
 # name: (description, teachers, heads set explicitly (others: prepare_teachers' defaults), TrainConfig overrides)
 VARIANTS = {
     "rgb": ("RGB only", {}, {}, {}),
@@ -53,18 +53,13 @@ VARIANTS = {
                    TEACHERS, {"dinov2": PLAIN_DINO, "label": LABEL}, {}),
     "view_dino": ("DINOv2 head view-dependent (second degree, 16-wide, grid 4x, 3x rates), per-channel Adam",
                   TEACHERS, {"dinov2": VIEW_DINO, "label": LABEL}, {}),
-    "shared": ("view_dino, both heads' grids with one Adam second moment per latent",
-               TEACHERS, {"dinov2": replace(VIEW_DINO, shared_moments=True),
-                          "label": replace(LABEL, shared_moments=True)}, {}),
+    "shared": ("view_dino, both heads' grids with one Adam second moment per latent", TEACHERS, SHARED, {}),
     "shared_label4": ("shared, the label head's grid 4x the density's (not 2x)",
-                      TEACHERS, {"dinov2": replace(VIEW_DINO, shared_moments=True),
-                                 "label": replace(LABEL, shared_moments=True, voxel_factor=4.0)}, {}),
+                      TEACHERS, {**SHARED, "label": replace(SHARED["label"], voxel_factor=4.0)}, {}),
     "roulette01": ("shared, head samples below weight 0.01 thinned by Russian roulette (render.head_roulette)",
-                   TEACHERS, {"dinov2": replace(VIEW_DINO, shared_moments=True),
-                              "label": replace(LABEL, shared_moments=True)}, {"render.head_roulette": 0.01}),
+                   TEACHERS, SHARED, {"render.head_roulette": 0.01}),
     "roulette003": ("shared, head samples below weight 0.003 thinned by Russian roulette (render.head_roulette)",
-                    TEACHERS, {"dinov2": replace(VIEW_DINO, shared_moments=True),
-                               "label": replace(LABEL, shared_moments=True)}, {"render.head_roulette": 0.003}),
+                    TEACHERS, SHARED, {"render.head_roulette": 0.003}),
     "view_dino_fr512": ("view_dino with 512 feature rays (not 1024)", TEACHERS,
                         {"dinov2": VIEW_DINO, "label": LABEL}, {"feature_rays": 512}),
 }
@@ -88,9 +83,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=360)
     parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
     args = parser.parse_args()
+    maps_file = args.bench / "runs" / "test_teacher_features.safetensors"
+    if not maps_file.exists():
+        sys.exit(f"compare_heads: {maps_file} not found: run bench/bench_distill.py --out {args.bench} first")
     scene = load_scene(args.bench / "scene")
     test = scene.split("test")
-    stored = load_file(args.bench / "runs" / "test_teacher_features.safetensors")
+    stored = load_file(maps_file)
     names = dict.fromkeys(k.rsplit("/", 1)[0] for k in sorted(stored))  # "dinov2", "label", "label:noise_free"
     maps = {name: [stored[f"{name}/{k}"] for k in range(len(test))] for name in names}
     gt = scene.ground_truth
@@ -120,7 +118,7 @@ def main() -> None:
         atomic_write_json(args.out / "results.json", {
             "benchmark": "head_ab", "command": command_line(), "machine": machine_info(), "git": git_info(),
             "scene": scene_description(scene.source, gt.get("preset"), gt.get("seed")), "iterations": args.iterations,
-            "cpus": os.cpu_count(), "rows": rows,
+            "rows": rows,
             "notes": ["simulated teacher: the label head distils the simulated label teacher (bench_distill)",
                       ("one training per variant (seed 0), in this process one after the other; the ratio "
                       "divides by the median of this process's RGB-only trainings")]})

@@ -596,12 +596,17 @@ def _boundary_points(fld, o, d):
     return o + d * (far - 1e-4)[:, None]
 
 
-def test_heads_composite_with_detached_weights():
+def _smooth_field_with_random_head():
+    """A smooth field with a random 4-wide head ``feat``, and the test rays."""
     fld = make_field({"feat": HeadConfig(dim=4)})
     torch.manual_seed(0)
     fld.heads["feat"].values.normal_()
     _set_smooth(fld)
-    o, d, z = _rays()
+    return fld, *_rays()
+
+
+def test_heads_composite_with_detached_weights():
+    fld, o, d, z = _smooth_field_with_random_head()
     out = render_rays(fld, o, d, z, ropts(max_samples=128, heads=("feat",)))
     # features are the weighted sum of the head at the samples, plus the boundary's for what passes them
     pts = (o[:, None, :] + d[:, None, :] * out["t"][..., None]).reshape(-1, 3)
@@ -617,11 +622,7 @@ def test_heads_composite_with_detached_weights():
 
 def test_head_roulette_keeps_each_rays_feature_in_expectation():
     """Training renders thin the low-weight head samples by Russian roulette: fewer samples, same mean."""
-    fld = make_field({"feat": HeadConfig(dim=4)})
-    torch.manual_seed(0)
-    fld.heads["feat"].values.normal_()
-    _set_smooth(fld)
-    o, d, z = _rays()
+    fld, o, d, z = _smooth_field_with_random_head()
     exact, thinned, counts = [], [], []
     for seed in range(300):  # the same jitter per seed: only the roulette differs
         for opts, into in ((ropts(max_samples=128, heads=("feat",)), exact),
