@@ -42,9 +42,10 @@ from semfield.train.trainer import Trainer
 
 TEACHERS = {"label": {"kind": "label"}, "dinov2": {"kind": "dinov2"}}
 PLAIN_DINO = HeadConfig(dim=384, latent=32)  # the DINOv2 head before view dependence (stop 19)
-VIEW_DINO = HeadConfig(dim=384, **{**IMAGE_HEAD, "shared_moments": False})
+VIEW_DINO = HeadConfig(dim=384, **{**IMAGE_HEAD, "shared_moments": False, "roulette": False})
 LABEL = HeadConfig(dim=384, latent=32, loss="cosine", centre=False)  # prepare_teachers' text-aligned head
 SHARED = {"dinov2": replace(VIEW_DINO, shared_moments=True), "label": replace(LABEL, shared_moments=True)}
+ROULETTE_ALL = {name: replace(head, roulette=True) for name, head in SHARED.items()}
 # name: (description, teachers, heads set explicitly (others: prepare_teachers' defaults), TrainConfig overrides)
 VARIANTS = {
     "rgb": ("RGB only", {}, {}, {}),
@@ -56,10 +57,13 @@ VARIANTS = {
     "shared": ("view_dino, both heads' grids with one Adam second moment per latent", TEACHERS, SHARED, {}),
     "shared_label4": ("shared, the label head's grid 4x the density's (not 2x)",
                       TEACHERS, {**SHARED, "label": replace(SHARED["label"], voxel_factor=4.0)}, {}),
-    "roulette01": ("shared, head samples below weight 0.01 thinned by Russian roulette (render.head_roulette)",
-                   TEACHERS, SHARED, {"render.head_roulette": 0.01}),
-    "roulette003": ("shared, head samples below weight 0.003 thinned by Russian roulette (render.head_roulette)",
-                    TEACHERS, SHARED, {"render.head_roulette": 0.003}),
+    "roulette01": ("shared, both heads' samples below weight 0.01 thinned by Russian roulette (render.head_roulette)",
+                   TEACHERS, ROULETTE_ALL, {"render.head_roulette": 0.01}),
+    "roulette003": ("shared, both heads' samples below weight 0.003 thinned by Russian roulette",
+                    TEACHERS, ROULETTE_ALL, {"render.head_roulette": 0.003}),
+    "roulette01_image": ("shared, the DINOv2 head's samples below weight 0.01 thinned by Russian roulette",
+                         TEACHERS, {**SHARED, "dinov2": replace(SHARED["dinov2"], roulette=True)},
+                         {"render.head_roulette": 0.01}),
     "view_dino_fr512": ("view_dino with 512 feature rays (not 1024)", TEACHERS,
                         {"dinov2": VIEW_DINO, "label": LABEL}, {"feature_rays": 512}),
 }

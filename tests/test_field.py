@@ -621,24 +621,33 @@ def test_heads_composite_with_detached_weights():
 
 
 def test_head_roulette_keeps_each_rays_feature_in_expectation():
-    """Training renders thin the low-weight head samples by Russian roulette: fewer samples, same mean."""
-    fld, o, d, z = _smooth_field_with_random_head()
+    """Training renders thin the low-weight samples of the heads that opt in by Russian roulette: fewer
+    samples, same mean; a head that does not opt in renders exactly as without the roulette."""
+    fld = make_field({"feat": HeadConfig(dim=4, roulette=True), "other": HeadConfig(dim=4)})
+    torch.manual_seed(0)
+    fld.heads["feat"].values.normal_()
+    fld.heads["other"].values.normal_()
+    _set_smooth(fld)
+    o, d, z = _rays()
+    heads = ("feat", "other")
     exact, thinned, counts = [], [], []
     for seed in range(300):  # the same jitter per seed: only the roulette differs
-        for opts, into in ((ropts(max_samples=128, heads=("feat",)), exact),
-                           (ropts(max_samples=128, heads=("feat",), head_roulette=0.05), thinned)):
+        for opts, into in ((ropts(max_samples=128, heads=heads, head_roulette=0.0), exact),
+                           (ropts(max_samples=128, heads=heads, head_roulette=0.05), thinned)):
             with torch.no_grad():
                 out = render_rays(fld, o, d, z, opts, stratified=True, generator=torch.Generator().manual_seed(seed))
-            into.append(out["feat"])
-            counts.append(out["samples"]["head"])
-    exact, thinned = torch.stack(exact), torch.stack(thinned)
+            into.append(out)
+            counts.append((out["samples"]["head"], out["samples"]["head_thinned"]))
+        torch.testing.assert_close(thinned[-1]["other"], exact[-1]["other"], rtol=0, atol=0)
+    exact, thinned = torch.stack([x["feat"] for x in exact]), torch.stack([x["feat"] for x in thinned])
     assert (thinned - exact).abs().max() > 0.05  # single renders do differ
     spread = (thinned - exact).std(0) / 300 ** 0.5
     assert ((thinned - exact).mean(0).abs() < 4 * spread + 1e-6).all()  # but not on average
-    assert sum(counts[1::2]) < 0.8 * sum(counts[::2])  # and the heads read fewer samples
+    assert all(every == kept for every, kept in counts[::2])  # without the roulette nothing is thinned
+    assert sum(kept for _, kept in counts[1::2]) < 0.8 * sum(every for every, _ in counts[1::2])
     with torch.no_grad():  # evaluation (not stratified) ignores the setting
-        a = render_rays(fld, o, d, z, ropts(max_samples=128, heads=("feat",), head_roulette=0.05))["feat"]
-        b = render_rays(fld, o, d, z, ropts(max_samples=128, heads=("feat",)))["feat"]
+        a = render_rays(fld, o, d, z, ropts(max_samples=128, heads=heads, head_roulette=0.05))["feat"]
+        b = render_rays(fld, o, d, z, ropts(max_samples=128, heads=heads, head_roulette=0.0))["feat"]
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

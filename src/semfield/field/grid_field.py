@@ -40,7 +40,9 @@ class HeadConfig:
     views from a similar direction; bench/teacher_consistency.py). ``lr_factor``: the head's grid and decoder
     learn at this multiple of the training's ``lr_heads`` and ``lr_decoders``. ``shared_moments``: the grid's
     Adam keeps one second moment per latent (the ``width`` channels of each direction share it) instead of
-    one per channel (:class:`~.sparse_grid.SparseGrid` ``moment_block``): a faster step, less state."""
+    one per channel (:class:`~.sparse_grid.SparseGrid` ``moment_block``): a faster step, less state.
+    ``roulette``: training renders thin this head's low-weight samples by Russian roulette
+    (:class:`~.renderer.RenderOptions` ``head_roulette``): unbiased per ray, fewer lookups and updates."""
 
     dim: int
     latent: int = 0
@@ -51,6 +53,7 @@ class HeadConfig:
     sh_degree: int = 0  # 0: the same feature from every direction; 1-3: view-dependent (see above)
     lr_factor: float = 1.0
     shared_moments: bool = False
+    roulette: bool = False
 
     def __post_init__(self):
         if not 0 <= self.sh_degree <= 3:

@@ -38,11 +38,11 @@ class RenderOptions:
     # grid: a skybox for open captures), "random" (a random colour per ray: training of closed scenes,
     # which forces surfaces to be opaque), or a grey level "0.5".
     background: str = "boundary"
-    # Training only (stratified rays): a feature-head sample whose compositing weight w is below
-    # head_roulette is kept with probability w / head_roulette and then weighs head_roulette ("Russian
-    # roulette"): each ray's rendered feature keeps its expectation, and the heads look up and update
-    # fewer samples (the thin tails in front of and behind a surface). 0: every sample.
-    head_roulette: float = 0.0
+    # Training only (stratified rays), for the heads whose HeadConfig.roulette is on: a sample whose
+    # compositing weight w is below head_roulette is kept with probability w / head_roulette and then
+    # weighs head_roulette ("Russian roulette"): each ray's rendered feature keeps its expectation, and the
+    # head looks up and updates fewer samples (the thin tails in front of and behind a surface). 0: off.
+    head_roulette: float = 0.01
 
 
 def sample_steps(near: torch.Tensor, far: torch.Tensor, step: float, max_samples: int, stratified: bool,
@@ -186,15 +186,18 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         head_sub = (keep < n_head * S).nonzero().squeeze(1)  # the first n_head rays carry features
         hk, hk_src = keep[head_sub], keep_src[head_sub]
         wd = weights.detach().reshape(-1)[hk]
-        if stratified and opts.head_roulette > 0:
+        every = thinned = (hk, hk_src, wd)  # (packed positions, candidate indices, weights) a head reads
+        if stratified and opts.head_roulette > 0 and any(fld.config.heads[n].roulette for n in opts.heads):
             chance = (wd / opts.head_roulette).clamp(max=1.0)
             kept = (torch.rand(chance.shape, device=chance.device, generator=generator) < chance).nonzero().squeeze(1)
-            hk, hk_src, wd = hk[kept], hk_src[kept], wd[kept] / chance[kept]
+            thinned = (hk[kept], hk_src[kept], wd[kept] / chance[kept])
         out["samples"]["head"] = int(hk.numel())
+        out["samples"]["head_thinned"] = int(thinned[0].numel())
         weight_h = acc.detach()[:n_head]
         if opts.background == "boundary":
             weight_h = weight_h + t_final.detach()[:n_head]
         for name in opts.heads:
+            hk, hk_src, wd = thinned if fld.config.heads[name].roulette else every
             # The decoder is affine, so compositing latents and decoding once per ray equals decoding
             # every sample: sum_i w_i (A z_i + b) = A (sum_i w_i z_i) + b * acc.
             # A view-dependent head's latents mix by the ray's direction, which every sample of the ray

@@ -24,11 +24,16 @@ DEFAULT_LATENT = 32  # head grid channels before the linear decoder to the teach
 # heads, bench/compare_heads.py) the held-out cosine to DINOv2 went 0.780 -> 0.840 for 11 % more
 # training time than the earlier plain 32-wide head (first degree: 0.816; 32-wide second degree reached
 # 0.848 in an earlier DINOv2-only sweep but trained 50 % longer; at the plain rates the chosen head 0.816).
-IMAGE_HEAD = {"latent": 16, "voxel_factor": 4.0, "sh_degree": 2, "lr_factor": 3.0, "shared_moments": True}
+IMAGE_HEAD = {"latent": 16, "voxel_factor": 4.0, "sh_degree": 2, "lr_factor": 3.0, "shared_moments": True,
+              "roulette": True}
 # Every teacher head's grid shares one Adam second moment per latent (HeadConfig.shared_moments): on the
 # default scene the held-out cosines and text localization stayed the same (DINOv2 0.841 / 0.841, label
 # noise-free 0.964 / 0.964, text 3D 0.51 / 0.51) and training took 11 s less
 # (bench/compare_heads.py, variants view_dino and shared).
+# The image heads' training renders thin their samples of weight below render.head_roulette (0.01) by
+# Russian roulette (HeadConfig.roulette), the text-aligned heads' do not: thinning every head trained in
+# 0.84x the time with the same cosines, but its 3D text localization came out lower in all five trainings
+# measured (0.41-0.54 against 0.51-0.56; bench/results/distill_roulette, heads_ab_roulette).
 
 
 def prepare_teachers(scene: Scene, config: TrainConfig, cache_root: str | Path | None = None,
