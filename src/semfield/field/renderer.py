@@ -93,7 +93,8 @@ def pack_occupied(occupied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, i
 
 def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per_t: torch.Tensor,
                 opts: RenderOptions, stratified: bool = False, generator: torch.Generator | None = None,
-                head_rays: int | None = None, centred_heads: bool = False, colour: bool = True):
+                head_rays: int | None = None, centred_heads: bool = False, colour: bool = True,
+                roulette_generator: torch.Generator | None = None):
     """Volume-render rays.
 
     Args:
@@ -104,6 +105,8 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         head_rays: render the heads for the first ``head_rays`` rays only (default: all).
         centred_heads: leave the teachers' mean features out of the heads (what training compares).
         colour: False skips the colour MLP (``rgb`` is then zero): depth-only renders, e.g. of a query's view.
+        roulette_generator: draws the heads' Russian roulette (default: ``generator``). Training passes its
+            own, so that turning the roulette on or off leaves the rays and the geometry the same.
     Returns:
         dict with ``rgb [R, 3]``, ``depth [R]`` (planar, camera z), ``distance [R]`` (along the ray),
         ``median_depth [R]``, ``median_distance [R]`` (where the accumulated weight reaches 1/2),
@@ -189,7 +192,9 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
         every = thinned = (hk, hk_src, wd)  # (packed positions, candidate indices, weights) a head reads
         if stratified and opts.head_roulette > 0 and any(fld.config.heads[n].roulette for n in opts.heads):
             chance = (wd / opts.head_roulette).clamp(max=1.0)
-            kept = (torch.rand(chance.shape, device=chance.device, generator=generator) < chance).nonzero().squeeze(1)
+            draw = torch.rand(chance.shape, device=chance.device,
+                              generator=generator if roulette_generator is None else roulette_generator)
+            kept = (draw < chance).nonzero().squeeze(1)
             thinned = (hk[kept], hk_src[kept], wd[kept] / chance[kept])
         out["samples"]["head"] = int(hk.numel())
         out["samples"]["head_thinned"] = int(thinned[0].numel())

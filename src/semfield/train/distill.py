@@ -30,10 +30,11 @@ IMAGE_HEAD = {"latent": 16, "voxel_factor": 4.0, "sh_degree": 2, "lr_factor": 3.
 # default scene the held-out cosines and text localization stayed the same (DINOv2 0.841 / 0.841, label
 # noise-free 0.964 / 0.964, text 3D 0.51 / 0.51) and training took 11 s less
 # (bench/compare_heads.py, variants view_dino and shared).
-# The image heads' training renders thin their samples of weight below render.head_roulette (0.01) by
-# Russian roulette (HeadConfig.roulette), the text-aligned heads' do not: thinning every head trained in
-# 0.84x the time with the same cosines, but its 3D text localization came out lower in all five trainings
-# measured (0.41-0.54 against 0.51-0.56; bench/results/distill_roulette, heads_ab_roulette).
+# Every teacher head's training renders thin its samples of weight below render.head_roulette (0.01) by
+# Russian roulette (HeadConfig.roulette). In bench_distill's three trainings on the same geometry (the
+# roulette has its own random stream), thinning the label head as well as the DINOv2 head gave 3D text
+# localization 0.54 / 0.49 / 0.46 against 0.54 / 0.46 / 0.41 with the label head exact, and trained in
+# 0.91x the time (bench/results/distill_roulette, distill_image_roulette).
 
 
 def prepare_teachers(scene: Scene, config: TrainConfig, cache_root: str | Path | None = None,
@@ -63,7 +64,7 @@ def prepare_teachers(scene: Scene, config: TrainConfig, cache_root: str | Path |
             # matched by direction; image-only features (DINOv2) are centred and matched in scale too.
             if teacher.has_text:
                 heads[name] = HeadConfig(dim=teacher.dim, latent=min(DEFAULT_LATENT, teacher.dim), loss="cosine",
-                                         centre=False, shared_moments=True)
+                                         centre=False, shared_moments=True, roulette=True)
             else:
                 heads[name] = HeadConfig(dim=teacher.dim, loss="cosine_mse", centre=True,
                                          **{**IMAGE_HEAD, "latent": min(IMAGE_HEAD["latent"], teacher.dim)})

@@ -27,6 +27,8 @@ from .data import RayBank
 from .features import FeatureTargets, feature_loss
 from .instance import INSTANCE_HEAD, InstanceMasks, InstanceSettings, init_instance_head
 
+ROULETTE_SEED_OFFSET = 7919  # the roulette's stream is seeded with the training seed plus this
+
 
 def voxel_factor_at(config: TrainConfig, iteration: int) -> float:
     """Voxel size multiple of the coarse-to-fine stage that ``iteration`` falls in."""
@@ -79,6 +81,9 @@ class Trainer:
         self.iteration = 0
         self.train_seconds = 0.0
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        # The heads' Russian roulette draws from its own stream: with it on or off, the same rays are drawn
+        # and the geometry trains the same, so an A/B of the roulette compares heads on the same geometry.
+        self.roulette_generator = torch.Generator(device=self.device).manual_seed(config.seed + ROULETTE_SEED_OFFSET)
         torch.manual_seed(config.seed)
         outer, focus = scene_bounds(scene)
         self.field: GridField | None = None
@@ -155,6 +160,8 @@ class Trainer:
             self.iteration = int(state["iteration"])
             self.train_seconds = float(state["train_seconds"])
             self.generator.set_state(tensors["rng.generator"])
+            if "rng.roulette" in tensors:  # checkpoints from before the roulette had its own stream lack it
+                self.roulette_generator.set_state(tensors["rng.roulette"])
             return True
         self._build()
         return False
@@ -167,6 +174,7 @@ class Trainer:
         flat, meta = _flatten_optim(self.optimizer.state_dict())
         tensors.update({f"optim.{k}": v for k, v in flat.items()})
         tensors["rng.generator"] = self.generator.get_state()
+        tensors["rng.roulette"] = self.roulette_generator.get_state()
         state = {"iteration": self.iteration, "train_seconds": self.train_seconds, "layout": self.field.layout(),
                  "optim_meta": meta}
         save_checkpoint(self.run_dir, tensors, state)
@@ -253,7 +261,8 @@ class Trainer:
             sel = torch.cat([rays, sel[rays.shape[0]:]])
         opts = replace(cfg.render, heads=heads)
         out = render_rays(fld, bank.origins[sel], bank.dirs[sel], bank.z_per_t[sel], opts, stratified=True,
-                          generator=self.generator, head_rays=head_rays, centred_heads=True)
+                          generator=self.generator, head_rays=head_rays, centred_heads=True,
+                          roulette_generator=self.roulette_generator)
         loss = torch.mean((out["rgb"] - bank.rgb[sel]) ** 2)
         self.last_samples = out["samples"]
         photometric = float(loss.detach())
