@@ -302,6 +302,14 @@ def parent_main(args: argparse.Namespace) -> None:
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     teachers = QUICK_TEACHERS if args.quick else TEACHERS
+    if args.teachers:
+        try:
+            teachers = json.loads(args.teachers)
+        except json.JSONDecodeError as exc:
+            sys.exit(f"bench_distill: --teachers is not JSON ({exc})")
+        if not isinstance(teachers, dict) or set(teachers) != set(TEACHERS) or not all(
+                isinstance(v, dict) for v in teachers.values()):
+            sys.exit(f"bench_distill: --teachers must give a spec object for each of {', '.join(TEACHERS)}")
     build_config(args.seed, args.iterations, teachers, args.set)  # a bad --set fails now, before any work
     command = command_line()
     transforms = ensure_scene(out / "scene", args.preset, args.seed)
@@ -342,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="scene seed; run i trains with seed + i (default 0)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: {QUICK} unless given, DINOv2 input 224 px, --set {' '.join(QUICK_SETS)}")
+    p.add_argument("--teachers", help="JSON: the label and dinov2 teachers' specs (default: "
+                   f"{json.dumps(TEACHERS)}), e.g. to distil a DINOv2 with test-time averaging")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="TrainConfig override for both trainings, dotted key, JSON value (repeatable)")
     p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)

@@ -112,7 +112,8 @@ def _provenance(res: dict[str, Any], path: Path, output: Path) -> list[str]:
             f"- Machine: {_machine(res.get('machine', {}), runs)}",
             _code_line(res),
             f"- Settings overridden: {', '.join(f'`{s}`' for s in settings.get('set', [])) or 'none (defaults)'}",
-            f"- Results: `{os.path.relpath(path, output.parent)}`", ""]
+            f"- Results: `{os.path.relpath(path, output.parent)}`",
+            *([f"- Moved: {res['moved']}"] if res.get("moved") else []), ""]
 
 
 def _class_table(summary: dict[str, Any]) -> list[str]:
@@ -318,20 +319,28 @@ def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[s
               "exp(κ (cos a − 1)), a the angle between its viewing direction at the point and the test view's "
               "(the best κ of those measured is shown): what a head whose features vary smoothly with the "
               "viewing direction could reach. The rank columns bound a head storing a k-wide latent with a "
-              "linear decoder."), "",
+              "linear decoder. Options in brackets: the same model with test-time averaging (`jitter`: "
+              "sub-patch shifts per axis, `flip`: the mirrored image too), a denoised teacher whose own maps "
+              "are what a head distilled from it is compared with; extraction is the cold time for all "
+              "training and test images (\"cached\": read from a warm cache)."), "",
              "```", res["command"], "```", "",
              f"- Machine: {_machine(res.get('machine', {}), [])}",
              _code_line(res),
              f"- Results: `{os.path.relpath(path, output.parent)}`", "",
-             "| teacher | width | map | cosine, pair of views | cosine, mean of views | cosine, direction-weighted "
-             "(κ) | views per point | " + " | ".join(f"rank {k}" for k in ranks) + " |",
-             "|---" * (7 + len(ranks)) + "|"]
+             "| teacher | width | map | extraction (s) | cosine, pair of views | cosine, mean of views | cosine, "
+             "direction-weighted (κ) | views per point | " + " | ".join(f"rank {k}" for k in ranks) + " |",
+             "|---" * (8 + len(ranks)) + "|"]
     for t in res["teachers"]:
+        options = ", ".join(f"{k} {json.dumps(v)}" for k, v in (t.get("spec") or {}).items() if k != "kind")
+        name = f"{t['teacher']} ({options})" if options else t["teacher"]
+        seconds = t.get("extract_seconds")
+        # a warm cache answers in well under a second: say so rather than print a meaningless time
+        extraction = "cached" if seconds is not None and seconds < 1.0 else _fmt(seconds, ".0f")
         cells = " | ".join(_fmt(t["rank_ceiling"].get(k), ".3f") for k in ranks)
         by_dir = t.get("direction_weighted_cosine") or {}
         best = max(by_dir.items(), key=lambda kv: kv[1]) if by_dir else None
         directional = f"{_fmt(best[1], '.3f')} ({float(best[0]):g})" if best else "–"
-        lines.append(f"| {t['teacher']} | {t['dim']} | {t['map_hw'][0]}×{t['map_hw'][1]} | "
+        lines.append(f"| {name} | {t['dim']} | {t['map_hw'][0]}×{t['map_hw'][1]} | {extraction} | "
                      f"{_fmt(t['pair_cosine'], '.3f')} | {_fmt(t['mean_view_cosine'], '.3f')} | {directional} | "
                      f"{_fmt(t['views_per_point'], '.1f')} | {cells} |")
     return lines + [""]

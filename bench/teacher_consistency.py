@@ -4,7 +4,8 @@
     python bench/teacher_consistency.py --out bench/results/teacher_consistency --scene bench/results/distill_default/scene \\
         --cache bench/results/distill_default/runs/feature_cache
 
-For each teacher (default: the distillation benchmark's, DINOv2 and the simulated label teacher) it extracts
+For each teacher (default: the distillation benchmark's, DINOv2 and the simulated label teacher, and DINOv2
+with test-time averaging over the mirrored image, two sub-patch shifts per axis, and both) it extracts
 (or reads from ``--cache``) the teacher's maps of every training and test image of a generated scene, then
 with the scene's ground-truth depth (semfield.eval.teacher_consistency):
 
@@ -33,7 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import command_line, git_info, machine_info, scene_description
 
-TEACHERS = {"dinov2": {"kind": "dinov2"}, "label": {"kind": "label"}}
+# DINOv2 plain and with each test-time averaging (semfield.teachers.dinov2: sub-patch shifts, mirror), which
+# costs 2-8x the plain extraction (cold: ~15 min on a 2-core CPU for the default scene's 56 images in all).
+TEACHERS = {"dinov2": {"kind": "dinov2"}, "dinov2_flip": {"kind": "dinov2", "flip": True},
+            "dinov2_j2": {"kind": "dinov2", "jitter": 2}, "dinov2_j2f": {"kind": "dinov2", "jitter": 2, "flip": True},
+            "label": {"kind": "label"}}
 RANKS = (8, 16, 32, 64, 128)
 DIRECTION_KAPPAS = (10.0, 30.0, 100.0)
 """Sharpness of the viewing-direction weights (``exp(kappa (cos a - 1))``; 30 halves a view's weight at ~11°)."""

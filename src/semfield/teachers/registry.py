@@ -1,6 +1,6 @@
 """Teachers by name: a training config names each teacher by a spec ``{"kind": ..., options...}``.
 
-Kinds: ``"dinov2"`` (:class:`~.dinov2.DinoV2Teacher`: ``model_id``, ``input_size``), ``"clip"``
+Kinds: ``"dinov2"`` (:class:`~.dinov2.DinoV2Teacher`: ``model_id``, ``input_size``, ``jitter``, ``flip``), ``"clip"``
 (:class:`~.clip.ClipTeacher`: ``model_id``, ``input_size``, ``mode``, ``pyramid_scales``...), ``"siglip"``
 (:class:`~.siglip.SiglipTeacher`), ``"label"`` (the simulated teacher of generated scenes,
 :class:`~.label.LabelTeacher`: ``patch_grid``, ``blur_sigma_patches``, ``noise_std``, ``confusion_rate``,
