@@ -113,7 +113,7 @@ def _provenance(res: dict[str, Any], path: Path, output: Path) -> list[str]:
             _code_line(res),
             f"- Settings overridden: {', '.join(f'`{s}`' for s in settings.get('set', [])) or 'none (defaults)'}",
             f"- Results: `{os.path.relpath(path, output.parent)}`",
-            *([f"- Moved: {res['moved']}"] if res.get("moved") else []), ""]
+            *([f"- Note: {res['note']}"] if res.get("note") else []), ""]
 
 
 def _class_table(summary: dict[str, Any]) -> list[str]:
