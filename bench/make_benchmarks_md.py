@@ -193,7 +193,8 @@ def distill_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
              (f"**{scene['label']}, simulated teacher (`label`) + DINOv2 (`dinov2`).** {len(runs)} run(s) of "
               f"{settings.get('iterations', '?')} iterations each for RGB only and for RGB + both heads, each "
               f"training in its own process; figures are the **median over runs**."), "",
-             *_provenance(res, path, output),
+             *_provenance(res, path, output)[:-1],
+             f"- Teachers: `{json.dumps(settings.get('teachers', {}))}`", "",
              "| figure | median | target | meets target |", "|---|---|---|---|"]
     rows = (("train_seconds_rgb", "training time, RGB only (s)", ".1f"),
             ("train_seconds_distill", "training time, RGB + label + dinov2 heads (s)", ".1f"),
@@ -321,8 +322,8 @@ def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[s
               "viewing direction could reach. The rank columns bound a head storing a k-wide latent with a "
               "linear decoder. Options in brackets: the same model with test-time averaging (`jitter`: "
               "sub-patch shifts per axis, `flip`: the mirrored image too), a denoised teacher whose own maps "
-              "are what a head distilled from it is compared with; extraction is the cold time for all "
-              "training and test images (\"cached\": read from a warm cache)."), "",
+              "are what a head distilled from it is compared with. Extraction: seconds for all training and "
+              "test images, a few when the cache was warm (the distillation benchmark records cold times)."), "",
              "```", res["command"], "```", "",
              f"- Machine: {_machine(res.get('machine', {}), [])}",
              _code_line(res),
@@ -333,9 +334,7 @@ def consistency_section(res: dict[str, Any], path: Path, output: Path) -> list[s
     for t in res["teachers"]:
         options = ", ".join(f"{k} {json.dumps(v)}" for k, v in (t.get("spec") or {}).items() if k != "kind")
         name = f"{t['teacher']} ({options})" if options else t["teacher"]
-        seconds = t.get("extract_seconds")
-        # a warm cache answers in well under a second: say so rather than print a meaningless time
-        extraction = "cached" if seconds is not None and seconds < 1.0 else _fmt(seconds, ".0f")
+        extraction = _fmt(t.get("extract_seconds"), ".0f")
         cells = " | ".join(_fmt(t["rank_ceiling"].get(k), ".3f") for k in ranks)
         by_dir = t.get("direction_weighted_cosine") or {}
         best = max(by_dir.items(), key=lambda kv: kv[1]) if by_dir else None

@@ -165,4 +165,5 @@ def test_sweep_and_teacher_consistency_into_benchmarks_md(tmp_path):
 
     text = _benchmarks_md(tmp_path)
     assert "## Settings sweep: `sweep`" in text and "| random sky | 1 |" in text and "`render.background=random`" in text
-    assert "## Teacher consistency: `consistency`" in text and "| label | " in text
+    assert "## Teacher consistency: `consistency`" in text
+    assert "| label (noise_std 0.0, confusion_rate 0.0) | " in text  # a teacher's options name its row
