@@ -42,7 +42,7 @@ from semfield.train.trainer import Trainer
 
 TEACHERS = {"label": {"kind": "label"}, "dinov2": {"kind": "dinov2"}}
 PLAIN_DINO = HeadConfig(dim=384, latent=32)  # the DINOv2 head before view dependence (stop 19)
-VIEW_DINO = HeadConfig(dim=384, **{**IMAGE_HEAD, "shared_moments": False, "roulette": False})
+VIEW_DINO = HeadConfig(dim=384, **IMAGE_HEAD)  # per-channel Adam moments, no roulette (the defaults)
 LABEL = HeadConfig(dim=384, latent=32, loss="cosine", centre=False)  # prepare_teachers' text-aligned head
 SHARED = {"dinov2": replace(VIEW_DINO, shared_moments=True), "label": replace(LABEL, shared_moments=True)}
 ROULETTE_ALL = {name: replace(head, roulette=True) for name, head in SHARED.items()}

@@ -24,8 +24,7 @@ DEFAULT_LATENT = 32  # head grid channels before the linear decoder to the teach
 # heads, bench/compare_heads.py) the held-out cosine to DINOv2 went 0.780 -> 0.840 for 11 % more
 # training time than the earlier plain 32-wide head (first degree: 0.816; 32-wide second degree reached
 # 0.848 in an earlier DINOv2-only sweep but trained 50 % longer; at the plain rates the chosen head 0.816).
-IMAGE_HEAD = {"latent": 16, "voxel_factor": 4.0, "sh_degree": 2, "lr_factor": 3.0, "shared_moments": True,
-              "roulette": True}
+IMAGE_HEAD = {"latent": 16, "voxel_factor": 4.0, "sh_degree": 2, "lr_factor": 3.0}
 # Every teacher head's grid shares one Adam second moment per latent (HeadConfig.shared_moments): on the
 # default scene the held-out cosines and text localization stayed the same (DINOv2 0.841 / 0.841, label
 # noise-free 0.964 / 0.964, text 3D 0.51 / 0.51) and training took 11 s less
@@ -36,6 +35,7 @@ IMAGE_HEAD = {"latent": 16, "voxel_factor": 4.0, "sh_degree": 2, "lr_factor": 3.
 # 3D text localization 0.59 / 0.51 / 0.56 against 0.56 / 0.51 / 0.56. Thinning only the DINOv2 head
 # trained 1.09x longer than thinning both, and its label head did no better (0.54 / 0.46 / 0.41 against
 # 0.54 / 0.49 / 0.46 on another shared geometry: bench/results/distill_image_roulette, distill_roulette).
+HEAD_UPDATES = {"shared_moments": True, "roulette": True}  # how every teacher head's grid trains (above)
 
 
 def prepare_teachers(scene: Scene, config: TrainConfig, cache_root: str | Path | None = None,
@@ -65,9 +65,9 @@ def prepare_teachers(scene: Scene, config: TrainConfig, cache_root: str | Path |
             # matched by direction; image-only features (DINOv2) are centred and matched in scale too.
             if teacher.has_text:
                 heads[name] = HeadConfig(dim=teacher.dim, latent=min(DEFAULT_LATENT, teacher.dim), loss="cosine",
-                                         centre=False, shared_moments=True, roulette=True)
+                                         centre=False, **HEAD_UPDATES)
             else:
-                heads[name] = HeadConfig(dim=teacher.dim, loss="cosine_mse", centre=True,
+                heads[name] = HeadConfig(dim=teacher.dim, loss="cosine_mse", centre=True, **HEAD_UPDATES,
                                          **{**IMAGE_HEAD, "latent": min(IMAGE_HEAD["latent"], teacher.dim)})
         elif head.dim != teacher.dim:
             heads[name] = replace(head, dim=teacher.dim)
