@@ -68,8 +68,11 @@ def eval_cmd(run_dir: Path, tasks, out_file, as_json: bool, pose_views, pose_ban
                    "+ 2 room scenes.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default outputs/bench-SUITE).")
 @click.option("--reuse", is_flag=True, help="Keep runs already trained and evaluated in --out (default: retrain).")
+@click.option("--ground-truth-bounds", is_flag=True,
+              help="A/B only: train with each scene's ground-truth focus and room boxes instead of the boxes "
+                   "found from the images (help no real capture gives).")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
-def bench_cmd(suite: str, out_dir: Path | None, reuse: bool, no_progress: bool) -> None:
+def bench_cmd(suite: str, out_dir: Path | None, reuse: bool, ground_truth_bounds: bool, no_progress: bool) -> None:
     """Generate a suite's scenes, train and evaluate each, and write bench.json and report.md.
 
     Every step is the semfield command a person would type, run as its own process; the report lists each
@@ -80,12 +83,13 @@ def bench_cmd(suite: str, out_dir: Path | None, reuse: bool, no_progress: bool) 
       semfield bench --suite smoke --out outputs/bench-smoke
       MUJOCO_GL=egl semfield bench --suite quick --out bench/results/suite_quick
       semfield bench --suite quick --out bench/results/suite_quick --reuse
+      semfield bench --suite quick --out bench/results/suite_quick_gt_bounds --ground-truth-bounds
     """
     from .harness.report import FIGURES, fmt
     from .harness.runner import run_suite
 
     out = out_dir or Path("outputs") / f"bench-{suite}"
-    result = run_suite(suite, out, reuse=reuse, progress=not no_progress)
+    result = run_suite(suite, out, reuse=reuse, progress=not no_progress, ground_truth_bounds=ground_truth_bounds)
     click.echo(f"suite {suite}: {len(result['scenes'])} scene(s) in {result['wall_seconds'] / 60:.1f} min; "
                f"{out / 'bench.json'}, {out / 'report.md'}")
     for key, value in result["summary"].items():

@@ -66,12 +66,17 @@ def fmt(value: Any, spec: str) -> str:
     return spec.format(value)
 
 
+# What bench.json files written before training found its own boxes trained with.
+OLD_BOUNDS = "ground truth (scene.json focus box, room box in transforms.json): runs from before issue 23"
+
+
 def render_report(result: dict[str, Any]) -> str:
     """The bench JSON as markdown: command, machine, mean figures and per-scene columns, step costs."""
     m = result["machine"]
     scenes = result["scenes"]
     lines = [f"# semfield bench: suite `{result['suite']}`", "", f"    {result['command']}", "",
              f"{result['description']}. Started {result['started']}, {result['wall_seconds'] / 60:.1f} min in all.",
+             f"Training boxes: {result.get('bounds', OLD_BOUNDS)}.",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, GPU: {m.get('gpu') or 'none'}.", "",
              "| figure | mean | " + " | ".join(s["scene"] for s in scenes) + " |",
              "|---|---|" + "---|" * len(scenes)]

@@ -8,6 +8,11 @@ and the exact command line is recorded next to its wall time. Output folder::
     OUT/train_config.json            the TrainConfig every scene trains with
     OUT/bench.json                   machine, commands, wall times, peak memory, per-scene and mean summaries
     OUT/report.md                    the same as a readable report
+
+Training finds its boxes from the images (``TrainConfig.bounds``), as it does for a user. For an A/B of
+that, ``ground_truth_bounds`` hands every training the generated scene's own boxes (``scene.json``
+``focus_aabb`` and ``room_aabb``) as user-set ``bounds.focus`` / ``bounds.outer``: help no capture gives,
+recorded in bench.json and the report.
 """
 
 from __future__ import annotations
@@ -75,8 +80,15 @@ def _scene_current(scene_dir: Path) -> bool:
         return False
 
 
-def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[str, ...], reuse: bool, bar
-                ) -> dict[str, Any]:
+def ground_truth_box_args(scene_dir: Path) -> list[str]:
+    """``--set`` arguments that give a training the generated scene's ground-truth focus and room boxes."""
+    gt = json.loads((scene_dir / "scene.json").read_text(encoding="utf-8"))
+    return ["--set", f"bounds.focus={json.dumps(gt['focus_aabb'])}",
+            "--set", f"bounds.outer={json.dumps(gt['room_aabb'])}"]
+
+
+def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[str, ...], reuse: bool, bar,
+                ground_truth_bounds: bool = False) -> dict[str, Any]:
     """make-scene, train, eval for one scene; its steps and its evaluation summary."""
     scene_dir, run_dir = out / "scenes" / spec.name, out / "runs" / spec.name
     logs = out / "logs" / spec.name
@@ -94,8 +106,9 @@ def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[
     if not (reuse and eval_file.exists()):
         if run_dir.exists() and not reuse:
             shutil.rmtree(run_dir)  # timings of a fresh training, not of a resumed one
+        boxes = ground_truth_box_args(scene_dir) if ground_truth_bounds else []
         steps["train"] = run_step(["train", str(scene_dir), "--out", str(run_dir), "--config", str(config_file),
-                                   "--no-progress"], logs / "train.log")
+                                   *boxes, "--no-progress"], logs / "train.log")
         steps["train"]["checkpoint_mb"] = (run_dir / CHECKPOINT).stat().st_size / 2**20
         bar.update(1)
         bar.set_postfix_str(f"{spec.name}: eval")
@@ -110,8 +123,10 @@ def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[
             "summary": report["summary"]}
 
 
-def run_suite(suite_name: str, out_dir: str | Path, reuse: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run a suite into ``out_dir``; returns (and writes) the bench JSON."""
+def run_suite(suite_name: str, out_dir: str | Path, reuse: bool = False, progress: bool = True,
+              ground_truth_bounds: bool = False) -> dict[str, Any]:
+    """Run a suite into ``out_dir``; returns (and writes) the bench JSON. ``ground_truth_bounds``: train with
+    each scene's ground-truth boxes (an A/B of the boxes found from the data; see the module notes)."""
     suite: Suite = get_suite(suite_name)
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -124,11 +139,15 @@ def run_suite(suite_name: str, out_dir: str | Path, reuse: bool = False, progres
     with tqdm(total=3 * len(suite.scenes), desc=f"bench {suite.name}", unit="step", disable=not progress,
               dynamic_ncols=True) as bar:
         for spec in suite.scenes:
-            scenes.append(bench_scene(spec, out, config_file, suite.eval_args, reuse, bar))
+            scenes.append(bench_scene(spec, out, config_file, suite.eval_args, reuse, bar, ground_truth_bounds))
     result = {
         "benchmark": "semfield bench", "suite": suite.name, "description": suite.description,
         "command": "semfield bench " + shlex.join(["--suite", suite.name, "--out", str(out_dir)]
-                                                  + (["--reuse"] if reuse else [])),
+                                                  + (["--reuse"] if reuse else [])
+                                                  + (["--ground-truth-bounds"] if ground_truth_bounds else [])),
+        "bounds": ("ground truth (scene.json focus_aabb and room_aabb, set as bounds.focus / bounds.outer)"
+                   if ground_truth_bounds else "found from the images and cameras (bounds.mode "
+                   f"{config.bounds.mode!r})"),
         "started": started, "wall_seconds": time.perf_counter() - start, "machine": machine_info(),
         "generator_version": GENERATOR_VERSION,
         "train_config": config.to_dict(), "summary_keys": list(SUMMARY_KEYS),

@@ -9,6 +9,7 @@ from dataclasses import field as dc_field
 from ..errors import SemfieldError
 from ..field.grid_field import FieldConfig
 from ..field.renderer import RenderOptions
+from ..scene.bounds import BoundsConfig
 
 # Settings that may change when a run is resumed: how long it runs and where, not what it learns.
 RESUMABLE_CHANGES = ("iterations", "max_seconds", "checkpoint_every", "threads", "device", "eval_render")
@@ -72,6 +73,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     device: str = "cpu"
     threads: int | None = None
+    # The outer and focus boxes: found from the images and cameras by a short coarse pass unless set
+    # (semfield.scene.bounds.BoundsConfig; bounds.outer / bounds.focus are user-set boxes).
+    bounds: BoundsConfig = dc_field(default_factory=BoundsConfig)
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     render: RenderOptions = dc_field(default_factory=RenderOptions)
     eval_render: RenderOptions = dc_field(default_factory=lambda: RenderOptions(step_voxels=0.75, max_samples=768))
@@ -105,6 +109,8 @@ class TrainConfig:
         try:
             if "field" in d:
                 d["field"] = FieldConfig.from_dict(d["field"])
+            if "bounds" in d:
+                d["bounds"] = BoundsConfig(**d["bounds"])
             for key in ("render", "eval_render"):
                 if key in d:
                     r = dict(d[key])
@@ -113,5 +119,5 @@ class TrainConfig:
             if "coarse_to_fine" in d:
                 d["coarse_to_fine"] = [tuple(x) for x in d["coarse_to_fine"]]
             return cls(**d)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise SemfieldError(f"bad training settings ({exc})", source) from None

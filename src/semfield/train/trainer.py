@@ -18,7 +18,7 @@ from ..field.grid_field import GridField, final_voxel_size
 from ..field.renderer import render_rays
 from ..machine import peak_rss_mb
 from ..render.composite import distortion_loss, near_opacity
-from ..scene.bounds import pixel_footprint, scene_bounds
+from ..scene.bounds import pixel_footprint
 from ..scene.types import Scene
 from .balanced import BalancedRays, teacher_segments
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -27,6 +27,7 @@ from .data import RayBank
 from .features import FeatureTargets, feature_loss
 from .instance import INSTANCE_HEAD, InstanceMasks, InstanceSettings, init_instance_head
 
+BOUNDS_FILE = "bounds.json"  # how a run found its boxes (see .bounds_pass)
 ROULETTE_SEED_OFFSET = 7919  # the roulette's stream is seeded with the training seed plus this
 
 
@@ -49,14 +50,19 @@ class Trainer:
 
     Args:
         scene: the scene (images are read when training starts).
-        run_dir: output folder: config.json, checkpoint.*, metrics.json, pictures.
+        run_dir: output folder: config.json, checkpoint.*, metrics.json, bounds.json, pictures (None: a
+            trainer that is only stepped, never saved, such as the bounds pass).
         config: settings; on resume the saved config must match.
+        bounds: ``(outer, focus)`` boxes ``[2, 3]`` to use; by default a fresh run finds them
+            (:func:`~.bounds_pass.training_bounds`) and a resumed one reads them from its checkpoint.
     """
 
-    def __init__(self, scene: Scene, run_dir: str | Path, config: TrainConfig,
+    def __init__(self, scene: Scene, run_dir: str | Path | None, config: TrainConfig,
                  feature_targets: dict[str, FeatureTargets] | None = None,
-                 instance_segments: list[np.ndarray] | None = None):
-        self.scene, self.run_dir, self.config = scene, Path(run_dir), config
+                 instance_segments: list[np.ndarray] | None = None,
+                 bounds: tuple[np.ndarray, np.ndarray] | None = None):
+        self.scene, self.config = scene, config
+        self.run_dir = None if run_dir is None else Path(run_dir)
         self.feature_targets = feature_targets or {}
         # Instance masks of the training views (see .instance), when config.instance asks for the head.
         self.instance_settings = InstanceSettings.from_dict(config.instance) if config.instance is not None else None
@@ -85,23 +91,31 @@ class Trainer:
         # and the geometry trains the same, so an A/B of the roulette compares heads on the same geometry.
         self.roulette_generator = torch.Generator(device=self.device).manual_seed(config.seed + ROULETTE_SEED_OFFSET)
         torch.manual_seed(config.seed)
-        outer, focus = scene_bounds(scene)
         self.field: GridField | None = None
-        self._outer, self._focus = outer, focus
-        centre = (focus[0] + focus[1]) / 2.0
-        cams = [f.c2w[:3, 3] for f in scene.split("train")] or [centre]
-        self.near_distance = config.near_distance * float(np.median(np.linalg.norm(np.stack(cams) - centre, axis=1)))
+        self.bounds = bounds
+        self.bounds_report: dict | None = None  # how a fresh run found its boxes (written as bounds.json)
+        self.near_distance = 0.0  # set from the field's focus box when it is built or loaded
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_samples: dict[str, int] = {}  # sample counts of the last step's render (diagnostics)
         self.last_feature_loss: dict[str, float] = {}  # per head, last step
 
     # ----- setup / resume ----------------------------------------------------------------------------
-    def _build(self) -> None:
+    def build(self, bank: RayBank | None = None, progress: bool = False) -> None:
+        """A new field in the given boxes, or in those :func:`~.bounds_pass.training_bounds` finds from
+        ``bank`` (the training rays)."""
         cfg = self.config
-        final = final_voxel_size(cfg.field, self._focus, pixel_footprint(self.scene, self._focus))
-        fld = GridField(cfg.field, self._outer, self._focus, voxel=final * voxel_factor_at(cfg, 0),
+        if self.bounds is None:
+            from .bounds_pass import training_bounds
+
+            outer, focus, self.bounds_report = training_bounds(self.scene, cfg, bank, progress=progress)
+            self.bounds = (outer, focus)
+            self.train_seconds += self.bounds_report.get("pass_seconds", 0.0)  # the pass is part of training
+        outer, focus = self.bounds
+        final = final_voxel_size(cfg.field, focus, pixel_footprint(self.scene, focus))
+        fld = GridField(cfg.field, outer, focus, voxel=final * voxel_factor_at(cfg, 0),
                         device=self.device, final_voxel=final)
         self.field = fld
+        self._set_near_distance()
         for name, targets in self.feature_targets.items():
             if cfg.field.heads[name].centre:
                 fld.set_head_mean(name, targets.mean)
@@ -134,8 +148,17 @@ class Trainer:
                 head = group.get("head")
                 group["lr"] = f * (cfg.lr_mlp if head is None else cfg.lr_decoders * heads[head].lr_factor)
 
-    def resume_or_start(self) -> bool:
-        """Load the run folder's checkpoint if there is one; returns True when resuming."""
+    def _set_near_distance(self) -> None:
+        """``config.near_distance`` times the median distance of the training cameras to the focus centre."""
+        lo, hi = self.field.focus_aabb
+        centre = (lo + hi) / 2.0
+        cams = [f.c2w[:3, 3] for f in self.scene.split("train")] or [centre]
+        self.near_distance = self.config.near_distance * float(np.median(np.linalg.norm(np.stack(cams) - centre,
+                                                                                        axis=1)))
+
+    def resume_or_start(self, bank: RayBank | None = None, progress: bool = False) -> bool:
+        """Load the run folder's checkpoint if there is one; returns True when resuming. A fresh run builds
+        its field (finding its boxes from ``bank`` unless they were given)."""
         config_path = self.run_dir / "config.json"
         if (self.run_dir / "checkpoint.json").exists():
             tensors, state = load_checkpoint(self.run_dir)
@@ -162,8 +185,9 @@ class Trainer:
             self.generator.set_state(tensors["rng.generator"])
             if "rng.roulette" in tensors:  # checkpoints from before the roulette had its own stream lack it
                 self.roulette_generator.set_state(tensors["rng.roulette"])
+            self._set_near_distance()
             return True
-        self._build()
+        self.build(bank, progress=progress)
         return False
 
     def save(self) -> None:
@@ -188,9 +212,13 @@ class Trainer:
         """
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        resumed = self.resume_or_start()  # checks the saved settings before they are overwritten
-        atomic_write_json(self.run_dir / "config.json", {"scene": str(self.scene.source), "train": cfg.to_dict()})
         bank = RayBank(self.scene.split("train"), self.device)
+        resumed = self.resume_or_start(bank, progress)  # checks the saved settings before they are overwritten
+        atomic_write_json(self.run_dir / "config.json", {"scene": str(self.scene.source), "train": cfg.to_dict()})
+        if self.bounds_report is not None:
+            outer, focus = self.bounds
+            atomic_write_json(self.run_dir / BOUNDS_FILE, {**self.bounds_report, "outer": outer.tolist(),
+                                                           "focus": focus.tolist(), "voxel": self.field.final_voxel})
         if self.instance_settings is not None:
             self.instance_masks = InstanceMasks(self.instance_segments, bank, self.instance_settings)
         elif self.feature_targets and cfg.feature_balance > 0:

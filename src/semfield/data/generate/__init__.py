@@ -2,7 +2,7 @@
 
 ``make_scene(out_dir, preset, seed)`` writes a nerfstudio dataset with ground truth::
 
-    OUT/transforms.json            poses (OpenGL, nerfstudio), intrinsics, splits, semfield.aabb
+    OUT/transforms.json            poses (OpenGL, nerfstudio), intrinsics, splits (no box: see scene.bounds)
     OUT/scene.json                 classes, objects (3D boxes, names, synonyms), per-view 2D boxes, ...
     OUT/images/frame_00000.png     RGB
     OUT/depth/frame_00000.png      16-bit planar z-depth in millimetres (0 = no value)
@@ -264,7 +264,9 @@ def _build(p: Preset, seed: int, root: Path, progress: bool) -> None:
         "room_size": list(p.room_size),
         "surfaces": [{"name": s.name, "lo": _r(s.lo), "hi": _r(s.hi), "z": round(s.z, 5)} for s in surfaces],
     }
-    scene = Scene(root=root, frames=frames, depth_scale=0.001, aabb=room, ground_truth=gt)
+    # No semfield.aabb: training finds its boxes from the images (the room's box is ground truth, kept in
+    # scene.json for evaluation only).
+    scene = Scene(root=root, frames=frames, depth_scale=0.001, ground_truth=gt)
     write_transforms(scene, root / "transforms.json")
     atomic_write_json(root / "scene.json", gt)
     write_preview(root / "preview.png", keep_for_preview, n_labels=len(gt_objects) + 1,

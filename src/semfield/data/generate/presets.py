@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from ...errors import SemfieldError
 
-# Bumped whenever the same preset and seed start to give other files (2: RGB supersampled 3 x 3). Written
+# Bumped whenever the same preset and seed start to give other files (2: RGB supersampled 3 x 3; 3: no
+# semfield.aabb in transforms.json, the room's box only in scene.json). Written
 # to scene.json as "generator_version"; scene reusers (the bench harness, bench_train.py) regenerate a scene
 # of another version instead of silently measuring the old one.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 def is_current_scene(scene_json: dict) -> bool:

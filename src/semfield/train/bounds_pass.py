@@ -1,0 +1,117 @@
+"""The boxes a training run uses, found from the images and cameras alone (no ground truth).
+
+``auto`` mode trains a short, coarse RGB-only field inside boxes taken from the cameras, renders the median
+surface of an evenly strided subset of the training rays, and hands those points to the pure functions of
+:mod:`semfield.scene.bounds`: the outer box holds what the rays saw, the focus box is where most training
+pixels look closely. Boxes the user sets (``TrainConfig.bounds``, a ``semfield.aabb`` in transforms.json)
+are kept as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..field.grid_field import final_voxel_size
+from ..field.renderer import RenderOptions, render_rays
+from ..render.sampling import ray_aabb
+from ..scene.bounds import camera_bounds, choose_focus, clip_box, outer_from_rays, pixel_footprint
+from ..scene.types import Scene
+from .config import TrainConfig
+from .data import RayBank
+
+SURFACE_ACC = 0.5  # a ray whose opacity inside the box reaches this ended on a surface
+
+
+def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Outer and focus boxes ``([2, 3], [2, 3])`` for training ``scene`` with ``config``, and a report
+    (how each box was found; for ``auto``: the pass's settings, its point counts and the focus candidates).
+
+    Args:
+        bank: the training rays (the pass trains and samples them).
+    """
+    settings = config.bounds
+    c2w = np.stack([f.c2w for f in scene.split("train")])
+    user_outer = settings.outer if settings.outer is not None else scene.aabb
+    user_outer = None if user_outer is None else np.asarray(user_outer, dtype=np.float64)
+    user_focus = None if settings.focus is None else np.asarray(settings.focus, dtype=np.float64)
+    cam_outer, cam_focus = camera_bounds(c2w, user_outer)
+    report: dict[str, Any] = {"mode": settings.mode,
+                              "outer_from": "user" if user_outer is not None else settings.mode,
+                              "focus_from": "user" if user_focus is not None else settings.mode}
+    if settings.mode == "cameras" or (user_outer is not None and user_focus is not None):
+        outer = cam_outer
+        focus = clip_box(user_focus, outer) if user_focus is not None else cam_focus
+        return outer, focus, report
+
+    pass_field, seconds = _coarse_pass(scene, config, bank, cam_outer, cam_focus, progress)
+    surface, exits, need = _surface_points(pass_field, scene, config, bank, cam_outer)
+    pad = 2.0 * pass_field.voxel
+    outer = cam_outer if user_outer is not None else outer_from_rays(surface, exits, c2w[:, :3, 3], cam_outer, pad)
+    if user_focus is not None:
+        focus = clip_box(user_focus, outer)
+        table: list[dict] = []
+    elif len(surface) == 0:  # the pass found no surface at all: keep the cameras' guess
+        focus, table = cam_focus, []
+    else:
+        def voxel_of(box):
+            return final_voxel_size(config.field, box, pixel_footprint(scene, box))
+
+        focus, table = choose_focus(surface, need, voxel_of, config.field.outer_factor, pad, outer)
+    report.update({"pass_seconds": seconds, "pass_voxel": pass_field.voxel, "surface_points": len(surface),
+                   "exit_points": len(exits), "focus_candidates": table})
+    return outer, focus, report
+
+
+def _coarse_pass(scene: Scene, config: TrainConfig, bank: RayBank, outer: np.ndarray, focus: np.ndarray,
+                 progress: bool):
+    """Train an RGB-only field for ``bounds.pass_iterations`` steps in the given boxes; returns it and the
+    seconds it took. Same seed, losses and rendering as the run, no heads, one coarse stage."""
+    import time
+
+    from .trainer import Trainer
+
+    s = config.bounds
+    voxel = float(np.max(outer[1] - outer[0])) / s.pass_resolution
+    pass_config = replace(config, iterations=s.pass_iterations, batch_rays=s.pass_rays,
+                          coarse_to_fine=[(0.0, 1.0)], teachers={}, instance=None, feature_balance=0.0,
+                          field=replace(config.field, heads={}, focus_voxel=voxel, outer_factor=1.0),
+                          max_seconds=None, checkpoint_every=0, render=replace(config.render, heads=()))
+    start = time.perf_counter()
+    trainer = Trainer(scene, None, pass_config, bounds=(outer, focus))
+    trainer.build()
+    for _ in tqdm(range(s.pass_iterations), desc="bounds", unit="it", disable=not progress, dynamic_ncols=True):
+        trainer.step(bank)
+        trainer.iteration += 1
+    return trainer.field, time.perf_counter() - start
+
+
+@torch.no_grad()
+def _surface_points(fld, scene: Scene, config: TrainConfig, bank: RayBank, outer: np.ndarray):
+    """Surface points ``[S, 3]`` of the strided sample of rays that end on a surface, the exit points
+    ``[E, 3]`` from ``outer`` of the others, and the voxel size ``[S]`` each surface point's pixel asks for
+    (``voxel_per_pixel`` × its planar depth / focal length)."""
+    n = bank.origins.shape[0]
+    idx = torch.arange(0, n, max(1, n // config.bounds.sample_rays), device=bank.origins.device)
+    opts = RenderOptions(background=config.render.background)
+    dist, acc = [], []
+    for chunk in idx.split(16384):
+        out = render_rays(fld, bank.origins[chunk], bank.dirs[chunk], bank.z_per_t[chunk], opts, colour=False)
+        dist.append(out["median_distance"])
+        acc.append(out["acc"])
+    dist, acc = torch.cat(dist), torch.cat(acc)
+    o, d = bank.origins[idx], bank.dirs[idx]
+    hit = acc >= SURFACE_ACC
+    surface = (o + d * dist[:, None])[hit]
+    _, far, _ = ray_aabb(o[~hit], d[~hit], torch.as_tensor(outer, dtype=o.dtype, device=o.device))
+    exits = o[~hit] + d[~hit] * far[:, None]
+    focal = torch.as_tensor([np.sqrt(f.intrinsics.fx * f.intrinsics.fy) for f in scene.split("train")],
+                            dtype=o.dtype, device=o.device)
+    depth = (dist * bank.z_per_t[idx])[hit]
+    need = config.field.voxel_per_pixel * depth / focal[bank.image_index[idx][hit].long()]
+    return (surface.double().cpu().numpy(), exits.double().cpu().numpy(), need.double().cpu().numpy())
