@@ -62,13 +62,19 @@ def test_outer_box_holds_what_the_rays_saw_not_a_few_strays():
     strays = np.array([[9.0, 0.0, 1.0], [0.0, -9.0, 1.0]])  # two flyers far out
     cameras = np.array([[0.0, 0.0, 1.2], [1.0, 0.5, 1.4]])
     limit = np.array([[-10.0, -10.0, -10.0], [10.0, 10.0, 10.0]])
-    box = outer_from_rays(np.concatenate([walls, strays]), np.zeros((0, 3)), cameras, limit, pad=0.1)
-    np.testing.assert_allclose(box, [[-2.1, -2.1, -0.1], [2.1, 2.1, 2.6]], atol=0.03)
-    # exits (rays that found no surface) count as seen, every one of them; the limit is never exceeded
-    box = outer_from_rays(walls, np.array([[20.0, 0.0, 1.0]]), cameras, limit, pad=0.1)
+    none = np.zeros((0, 3))
+    box = outer_from_rays(np.concatenate([walls, strays]), none, cameras, limit, pad=0.1)
+    np.testing.assert_allclose(box, [[-2.1, -2.1, -0.1], [2.1, 2.1, 2.6]], atol=0.06)
+    # without triangulated points, a ray that found no surface counts where it left the limit: every one
+    box = outer_from_rays(walls, np.array([[10.0, 0.0, 1.0]]), cameras, limit, pad=0.1)
     assert box[1, 0] == 10.0
-    box = outer_from_rays(walls, np.array([[0.0, 0.0, 3.0]]), cameras, limit, pad=0.1)
-    assert box[1, 2] == pytest.approx(3.1)
+    # with them, the walls they found bound the box and such rays do not stretch it
+    sparse = np.concatenate([rng.uniform([-3, -3, 0], [3, 3, 2.0], (400, 3)), strays])
+    box = outer_from_rays(walls, np.array([[10.0, 0.0, 1.0]]), cameras, limit, pad=0.1, sparse=sparse)
+    np.testing.assert_allclose(box, [[-3.1, -3.1, -0.1], [3.1, 3.1, 2.6]], atol=0.1)
+    # too few triangulated points to trust: as without them
+    box = outer_from_rays(walls, np.array([[10.0, 0.0, 1.0]]), cameras, limit, pad=0.1, sparse=sparse[:50])
+    assert box[1, 0] == 10.0
 
 
 def test_resolution_deficit_by_hand():

@@ -1,7 +1,7 @@
 """Where a field should spend its voxels: the outer box (all that is seen) and the focus box.
 
-Only what a capture gives is used: the cameras, and surface points that a short coarse training pass finds
-in the images (:mod:`semfield.train.bounds_pass`). Ground truth (a generated scene's ``scene.json``) is never
+Only what a capture gives is used: the cameras, surface points that a short coarse training pass finds in
+the images, and points triangulated from image matches (:mod:`semfield.train.bounds_pass`). Ground truth (a generated scene's ``scene.json``) is never
 read here. The functions are pure maths on arrays; :class:`BoundsConfig` holds the settings
 (``TrainConfig.bounds``), including boxes a user sets explicitly.
 """
@@ -24,10 +24,11 @@ class BoundsConfig:
 
     ``outer`` / ``focus``: boxes set by the user (they win over everything else; a transforms.json
     ``semfield.aabb`` is a user-set outer box too). ``mode``: how the boxes not set are found — ``"auto"``
-    (a coarse RGB pass of ``pass_iterations`` steps of ``pass_rays`` rays at ``pass_voxel_factor`` times the
-    cameras' voxel size, then its surface points give both boxes: see :func:`outer_from_rays` and
-    :func:`choose_focus`) or ``"cameras"`` (:func:`camera_bounds`, nothing learnt; what a run did before the
-    pass existed). ``sample_rays``: how many training rays (evenly strided) the pass renders for surfaces.
+    (a coarse RGB pass of ``pass_iterations`` steps of ``pass_rays`` rays on a uniform grid of
+    ``pass_resolution`` cells along the cameras' box's longest side, whose surface points, with points
+    triangulated from image matches, give both boxes: see :func:`outer_from_rays` and :func:`choose_focus`)
+    or ``"cameras"`` (:func:`camera_bounds`, nothing learnt). ``sample_rays``: how many training rays (evenly
+    strided) the pass renders for surfaces.
     """
 
     mode: str = "auto"
@@ -117,23 +118,33 @@ def percentile_box(points: np.ndarray, tail: float) -> np.ndarray:
 
 
 def outer_from_rays(surface: np.ndarray, exits: np.ndarray, cameras: np.ndarray, limit: np.ndarray,
-                    pad: float, tail: float = 0.2) -> np.ndarray:
-    """The outer box: the smallest box that holds what the training rays saw — their surface points (less a
-    ``tail`` % of strays per side), and for rays that found no surface the point where they left the box
-    they were traced in (``limit``; all of them: such a ray needs the box out to there) — and the cameras,
-    grown by ``pad`` and cut to ``limit``.
+                    pad: float, sparse: np.ndarray | None = None, tail: float = 1.0, sparse_tail: float = 0.5,
+                    min_sparse: int = 200) -> np.ndarray:
+    """The outer box: the smallest box that holds the cameras and what the training rays saw, grown by
+    ``pad`` and cut to ``limit`` (the box the rays were traced in).
+
+    What the rays saw: the coarse pass's surface points (less a ``tail`` % of strays per side) and, when
+    there are at least ``min_sparse`` of them, the points triangulated from image matches (less
+    ``sparse_tail`` %): they find the walls and far surfaces that a short pass leaves to the box's boundary.
+    Without them, every ray that found no surface counts where it left ``limit`` (``exits``): such a ray
+    needs the box out to there.
 
     Args:
         surface: ``[S, 3]`` surface points of rays that ended on a surface.
         exits: ``[E, 3]`` where the other rays left ``limit``.
         cameras: ``[C, 3]`` camera centres (always inside).
-        limit: ``[2, 3]`` the box the rays were traced in.
-        pad: margin added on every side (world units).
+        limit: ``[2, 3]``; pad: margin on every side (world units).
+        sparse: ``[P, 3]`` triangulated points, or None.
     """
-    seen = [cameras] + ([percentile_box(surface, tail)] if len(surface) else []) + [exits]
+    seen = [cameras]
+    if len(surface):
+        seen.append(percentile_box(surface, tail))
+    if sparse is not None and len(sparse) >= min_sparse:
+        seen.append(percentile_box(sparse, sparse_tail))
+    else:
+        seen.append(exits)
     seen = np.concatenate(seen)
-    box = np.stack([seen.min(0) - pad, seen.max(0) + pad])
-    return clip_box(box, limit)
+    return clip_box(np.stack([seen.min(0) - pad, seen.max(0) + pad]), limit)
 
 
 def focus_candidates(points: np.ndarray, need: np.ndarray, pad: float, tail: float = 1.0,

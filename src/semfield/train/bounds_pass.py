@@ -9,6 +9,7 @@ are kept as they are.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -49,10 +50,13 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
         focus = clip_box(user_focus, outer) if user_focus is not None else cam_focus
         return outer, focus, report
 
-    pass_field, seconds = _coarse_pass(scene, config, bank, cam_outer, cam_focus, progress)
+    start = time.perf_counter()
+    pass_field = _coarse_pass(scene, config, bank, cam_outer, cam_focus, progress)
     surface, exits, need = _surface_points(pass_field, scene, config, bank, cam_outer)
     pad = 2.0 * pass_field.voxel
-    outer = cam_outer if user_outer is not None else outer_from_rays(surface, exits, c2w[:, :3, 3], cam_outer, pad)
+    sparse = sparse_points(scene) if user_outer is None else np.zeros((0, 3))
+    outer = cam_outer if user_outer is not None else outer_from_rays(surface, exits, c2w[:, :3, 3], cam_outer, pad,
+                                                                     sparse=sparse)
     if user_focus is not None:
         focus = clip_box(user_focus, outer)
         table: list[dict] = []
@@ -63,17 +67,17 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
             return final_voxel_size(config.field, box, pixel_footprint(scene, box))
 
         focus, table = choose_focus(surface, need, voxel_of, config.field.outer_factor, pad, outer)
-    report.update({"pass_seconds": seconds, "pass_voxel": pass_field.voxel, "surface_points": len(surface),
-                   "exit_points": len(exits), "focus_candidates": table})
+    report.update({"pass_seconds": time.perf_counter() - start, "pass_voxel": pass_field.voxel,
+                   "surface_points": len(surface), "exit_points": len(exits), "sparse_points": len(sparse),
+                   "focus_candidates": table})
     return outer, focus, report
 
 
 def _coarse_pass(scene: Scene, config: TrainConfig, bank: RayBank, outer: np.ndarray, focus: np.ndarray,
                  progress: bool):
-    """Train an RGB-only field for ``bounds.pass_iterations`` steps in the given boxes; returns it and the
-    seconds it took. Same seed, losses and rendering as the run, no heads, one coarse stage."""
-    import time
-
+    """An RGB-only field trained for ``bounds.pass_iterations`` steps on a uniform grid of
+    ``bounds.pass_resolution`` cells along the longest side of ``outer``: same seed, losses and rendering as
+    the run, no heads, one stage."""
     from .trainer import Trainer
 
     s = config.bounds
@@ -82,19 +86,18 @@ def _coarse_pass(scene: Scene, config: TrainConfig, bank: RayBank, outer: np.nda
                           coarse_to_fine=[(0.0, 1.0)], teachers={}, instance=None, feature_balance=0.0,
                           field=replace(config.field, heads={}, focus_voxel=voxel, outer_factor=1.0),
                           max_seconds=None, checkpoint_every=0, render=replace(config.render, heads=()))
-    start = time.perf_counter()
     trainer = Trainer(scene, None, pass_config, bounds=(outer, focus))
     trainer.build()
     for _ in tqdm(range(s.pass_iterations), desc="bounds", unit="it", disable=not progress, dynamic_ncols=True):
         trainer.step(bank)
         trainer.iteration += 1
-    return trainer.field, time.perf_counter() - start
+    return trainer.field
 
 
 @torch.no_grad()
 def _surface_points(fld, scene: Scene, config: TrainConfig, bank: RayBank, outer: np.ndarray):
-    """Surface points ``[S, 3]`` of the strided sample of rays that end on a surface, the exit points
-    ``[E, 3]`` from ``outer`` of the others, and the voxel size ``[S]`` each surface point's pixel asks for
+    """Surface points ``[S, 3]`` of the strided sample of rays that end on a surface, where the others leave
+    ``outer`` (``[E, 3]``), and the voxel size ``[S]`` each surface point's pixel asks for
     (``voxel_per_pixel`` × its planar depth / focal length)."""
     n = bank.origins.shape[0]
     idx = torch.arange(0, n, max(1, n // config.bounds.sample_rays), device=bank.origins.device)
@@ -108,10 +111,53 @@ def _surface_points(fld, scene: Scene, config: TrainConfig, bank: RayBank, outer
     o, d = bank.origins[idx], bank.dirs[idx]
     hit = acc >= SURFACE_ACC
     surface = (o + d * dist[:, None])[hit]
-    _, far, _ = ray_aabb(o[~hit], d[~hit], torch.as_tensor(outer, dtype=o.dtype, device=o.device))
-    exits = o[~hit] + d[~hit] * far[:, None]
     focal = torch.as_tensor([np.sqrt(f.intrinsics.fx * f.intrinsics.fy) for f in scene.split("train")],
                             dtype=o.dtype, device=o.device)
     depth = (dist * bank.z_per_t[idx])[hit]
     need = config.field.voxel_per_pixel * depth / focal[bank.image_index[idx][hit].long()]
-    return (surface.double().cpu().numpy(), exits.double().cpu().numpy(), need.double().cpu().numpy())
+    _, far, _ = ray_aabb(o[~hit], d[~hit], torch.as_tensor(outer, dtype=o.dtype, device=o.device))
+    exits = o[~hit] + d[~hit] * far[:, None]
+    return surface.double().cpu().numpy(), exits.double().cpu().numpy(), need.double().cpu().numpy()
+
+
+def sparse_points(scene: Scene, neighbours: int = 3, max_side: int = 640, n_features: int = 2000,
+                  ratio: float = 0.8) -> np.ndarray:
+    """World points ``[P, 3]`` triangulated from SIFT matches between each training view and its
+    ``neighbours`` nearest views (mutual nearest neighbours passing Lowe's ``ratio``), with the known cameras;
+    images larger than ``max_side`` are matched downscaled."""
+    import cv2
+
+    from ..scene.images import load_rgb
+    from ..scene.triangulate import good_triangulations, neighbour_pairs, triangulate, undistort_pixels
+
+    frames = scene.split("train")
+    sift = cv2.SIFT_create(nfeatures=n_features, contrastThreshold=0.02)
+    keypoints = []
+    for f in frames:
+        k = f.intrinsics
+        rgb = load_rgb(f.image_path, expect_size=(k.width, k.height))
+        scale = min(1.0, max_side / max(k.width, k.height))
+        grey = cv2.cvtColor((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            grey = cv2.resize(grey, (round(k.width * scale), round(k.height * scale)), interpolation=cv2.INTER_AREA)
+        kps, desc = sift.detectAndCompute(grey, None)
+        uv = (np.array([p.pt for p in kps], dtype=np.float64).reshape(-1, 2) + 0.5) / scale
+        keypoints.append((undistort_pixels(uv, k), desc))
+    c2w = np.stack([f.c2w for f in frames])
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    points = []
+    for i, j in neighbour_pairs(c2w, neighbours):
+        (uv_i, d_i), (uv_j, d_j) = keypoints[i], keypoints[j]
+        if d_i is None or d_j is None or len(d_i) < 2 or len(d_j) < 2:
+            continue
+        forward = matcher.knnMatch(d_i, d_j, k=2)
+        backward = {m[0].queryIdx: m[0].trainIdx for m in matcher.knnMatch(d_j, d_i, k=1) if m}
+        pairs = [(m[0].queryIdx, m[0].trainIdx) for m in forward
+                 if len(m) == 2 and m[0].distance < ratio * m[1].distance and backward.get(m[0].trainIdx) == m[0].queryIdx]
+        if not pairs:
+            continue
+        a, b = np.array(pairs).T
+        K_i, K_j = frames[i].intrinsics.K, frames[j].intrinsics.K
+        X = triangulate(uv_i[a], uv_j[b], K_i, K_j, c2w[i], c2w[j])
+        points.append(X[good_triangulations(X, uv_i[a], uv_j[b], K_i, K_j, c2w[i], c2w[j])])
+    return np.concatenate(points) if points else np.zeros((0, 3))
