@@ -190,7 +190,10 @@ def main(argv=None) -> int:
     ap.add_argument("--fox-iterations", type=int, default=360)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {"command": "python bench/bench_bounds.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+    from semfield.data.generate.presets import GENERATOR_VERSION
+
+    results = {"benchmark": "bounds", "generator_version": GENERATOR_VERSION,
+               "command": "python bench/bench_bounds.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                "generated": [], "fox": None}
     from semfield.machine import machine_info
 

@@ -6,8 +6,13 @@ import cv2
 import numpy as np
 
 from semfield.scene.convention import look_at
-from semfield.scene.triangulate import (good_triangulations, neighbour_pairs, reprojection, triangulate,
-                                        undistort_pixels)
+from semfield.scene.triangulate import (
+    good_triangulations,
+    neighbour_pairs,
+    reprojection,
+    triangulate,
+    undistort_pixels,
+)
 from semfield.scene.types import Intrinsics
 
 K = np.array([[160.0, 0.0, 96.0], [0.0, 160.0, 96.0], [0.0, 0.0, 1.0]])
