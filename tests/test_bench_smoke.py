@@ -167,3 +167,46 @@ def test_sweep_and_teacher_consistency_into_benchmarks_md(tmp_path):
     assert "## Settings sweep: `sweep`" in text and "| random sky | 1 |" in text and "`render.background=random`" in text
     assert "## Teacher consistency: `consistency`" in text
     assert "| label (noise_std 0.0, confusion_rate 0.0) | " in text  # a teacher's options name its row
+
+
+def _suite(bounds: str | None, psnr: dict[str, float]) -> dict:
+    machine = {"cpu": "cpu", "cores": 2, "torch": "2.x"}
+    out = {"benchmark": "semfield bench", "suite": "full", "command": f"semfield bench --suite full ({bounds})",
+           "started": "now", "machine": machine,
+           "scenes": [{"scene": name, "summary": {"psnr_test": value, "depth_abs_rel_fg_test": 0.05,
+                                                  "loc3d_acc_names": None}} for name, value in psnr.items()]}
+    if bounds:
+        out["bounds"] = bounds
+    return out
+
+
+def test_suite_ab_and_bounds_sections(tmp_path):
+    """compare_suites.py on two hand-made suites, and a bench_bounds results.json, become their sections."""
+    for name, bounds, psnr in (("gt", None, {"default-0": 25.0, "default-1": 26.0, "room-0": 27.0}),
+                               ("data", "found from the images", {"default-0": 24.9, "default-1": 25.7,
+                                                                  "room-0": 26.5})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bench.json").write_text(json.dumps(_suite(bounds, psnr)))
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "compare_suites.py"), "--before", str(tmp_path / "gt"),
+                           "--after", str(tmp_path / "data"), "--out", str(tmp_path / "results" / "ab")],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "results" / "ab" / "results.json").read_text())
+    psnr = next(r for r in res["rows"] if r["key"] == "psnr_test")
+    assert psnr["groups"]["default scenes"]["change"] == pytest.approx(-0.2)  # (24.9 + 25.7 - 25 - 26) / 2
+    assert psnr["groups"]["default scenes"]["within_tolerance"] is True
+    assert psnr["groups"]["rooms"]["within_tolerance"] is False  # -0.5 dB against a 0.3 tolerance
+    bounds = {"benchmark": "bounds", "command": "python bench/bench_bounds.py --out X", "machine": {"cpu": "cpu"},
+              "generated": [{"scene": "default-10", "focus_iou_gt": 0.5, "objects_mostly_inside": 9, "objects": 10,
+                             "objects_inside_min": 0.4, "voxel_mm": 8.5, "gt_voxel_mm": 9.2, "outer_iou_room": 0.9,
+                             "seconds": 7.0}],
+              "summary": {"focus_iou_gt": 0.5, "objects_mostly_inside": "9/10", "objects_inside_min": 0.4,
+                          "voxel_mm": 8.5, "gt_voxel_mm": 9.2, "outer_iou_room": 0.9, "seconds": 7.0}}
+    (tmp_path / "results" / "bounds").mkdir()
+    (tmp_path / "results" / "bounds" / "results.json").write_text(json.dumps(bounds))
+    text = _benchmarks_md(tmp_path)
+    assert "## Training boxes from the data: suite `full` (`ab`)" in text
+    assert "| held-out PSNR (dB) (`psnr_test`) | 0.3 | 25.50 | 25.30 | -0.20 ✓ | 27.00 | 26.50 | -0.50 ✗ |" in text
+    assert "| held-out PSNR (dB) | 25.00 → 24.90 | 26.00 → 25.70 | 27.00 → 26.50 |" in text
+    assert "boxes: ground truth" in text and "boxes: found from the images" in text
+    assert "| default-10 | 0.50 | 9/10 | 0.40 | 8.5 | 9.2 | 0.90 | 7.0 |" in text

@@ -110,6 +110,8 @@ def test_report_lists_every_figure_and_command():
                                               "peak_rss_mb": 100.0}},
                           "eval_seconds": {"localization": 12.34, "pose": 5.0}}]}
     md = render_report(result)
+    assert "Training boxes: ground truth" in md  # a bench.json from before the boxes came from the data
+    assert "Training boxes: found from the images." in render_report({**result, "bounds": "found from the images"})
     assert set(FIGURES) == set(SUMMARY_KEYS)
     for key in SUMMARY_KEYS:
         assert f"`{key}`" in md
@@ -156,3 +158,17 @@ def test_scenes_of_an_older_generator_are_not_reused(tmp_path):
     assert _scene_current(scene)
     (scene / "scene.json").write_text("{not json")
     assert not _scene_current(scene)
+
+
+def test_ground_truth_boxes_for_the_bench_ab(tmp_path):
+    from semfield.harness.runner import ground_truth_box_args
+
+    (tmp_path / "scene.json").write_text(json.dumps({"focus_aabb": [[0, 0, 0], [1, 1, 1]],
+                                                     "room_aabb": [[-2, -2, 0], [2, 2, 2.5]]}))
+    args = ground_truth_box_args(tmp_path)
+    assert args == ["--set", "bounds.focus=[[0, 0, 0], [1, 1, 1]]", "--set", "bounds.outer=[[-2, -2, 0], [2, 2, 2.5]]"]
+    from semfield.settings import apply_overrides, parse_assignment
+    from semfield.train.config import TrainConfig
+
+    config = apply_overrides(TrainConfig(), dict(parse_assignment(a) for a in args[1::2]))
+    assert config.bounds.focus == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]] and config.bounds.outer[1] == [2.0, 2.0, 2.5]

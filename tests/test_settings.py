@@ -33,3 +33,19 @@ def test_unknown_top_level_settings_still_fail(tmp_path):
     path.write_text(json.dumps({"teachers": {"label": {"kind": "label"}}, "no_such": 1}))
     with pytest.raises(SemfieldError, match="no_such"):
         read_config_file(path)
+
+
+def test_bounds_settings_round_trip_and_refuse_bad_boxes(tmp_path):
+    config = apply_overrides(TrainConfig(), {"bounds.focus": [[0, 0, 0], [1, 2, 1]], "bounds.mode": "cameras"})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"scene": "x", "train": config.to_dict()}))
+    back = read_config_file(path)
+    assert back.bounds.focus == [[0.0, 0.0, 0.0], [1.0, 2.0, 1.0]] and back.bounds.mode == "cameras"
+    assert back.to_dict() == config.to_dict()
+    for key, value, words in (("bounds.mode", "gt", "bounds.mode must be one of auto, cameras"),
+                              ("bounds.focus", [[0, 0, 0], [1, 1]], "bounds.focus must be"),
+                              ("bounds.outer", [[0, 0, 0], [1, -1, 1]], "min < max"),
+                              ("bounds.pass_iterations", 0, ">= 1")):
+        with pytest.raises(SemfieldError, match="bad training settings") as err:
+            apply_overrides(TrainConfig(), {key: value})
+        assert words in str(err.value)
