@@ -134,3 +134,14 @@ def test_bounds_config_checks_its_settings():
     with pytest.raises(ValueError, match=">= 1"):
         BoundsConfig(pass_iterations=0)
     assert BoundsConfig(outer=[[0, 0, 0], [1, 2, 3]]).outer == [[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]
+
+
+def test_outlier_cameras():
+    from semfield.scene.bounds import outlier_cameras
+
+    c2w = _ring_cameras([0.0, 0.0, 0.5], radius=1.5, n=16)
+    assert not outlier_cameras(c2w).any()
+    c2w[5, :3, 3] = [1.0e4, 0.0, 0.0]
+    c2w[9, :3, 3] = [0.0, 30.0, 1.0]
+    assert np.flatnonzero(outlier_cameras(c2w)).tolist() == [5, 9]
+    assert not outlier_cameras(c2w[:3]).any()  # too few to judge

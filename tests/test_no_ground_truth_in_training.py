@@ -16,7 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 import semfield
-from semfield.scene.bounds import BoundsConfig
+from semfield.scene.bounds import BoundsConfig, camera_bounds
 from semfield.scene.load import load_scene
 from semfield.train.config import TrainConfig
 from semfield.train.trainer import BOUNDS_FILE, Trainer
@@ -144,3 +144,60 @@ def test_training_is_bit_identical_without_the_ground_truth_files(tmp_path):
     assert report_a["focus_from"] == "auto" and report_a["outer_from"] == "auto"
     report_a.pop("pass_seconds"), report_b.pop("pass_seconds")
     assert report_a == report_b
+
+
+def _analytic_capture(tmp_path: Path, far_camera: bool = False):
+    """The analytic room (tests/analytic_scene.py) as a capture: no semfield.aabb; optionally one training
+    camera moved 10 km away, as a failed structure-from-motion pose would put it."""
+    import numpy as np
+    from analytic_scene import make_analytic_scene
+
+    from semfield.scene.nerfstudio import write_transforms
+
+    scene = load_scene(make_analytic_scene(tmp_path / "scene", n_train=16, n_test=2, size=48))
+    scene.aabb = None
+    if far_camera:
+        scene.split("train")[3].c2w = scene.split("train")[3].c2w.copy()
+        scene.split("train")[3].c2w[:3, 3] = [1.0e4, 0.0, 0.0]
+    write_transforms(scene, tmp_path / "scene" / "transforms.json")
+    return load_scene(tmp_path / "scene")
+
+
+def _bounds(scene):
+    import torch
+
+    from semfield.train.bounds_pass import training_bounds
+    from semfield.train.data import RayBank
+
+    config = TrainConfig(threads=2, bounds=BoundsConfig(pass_iterations=60, pass_rays=1024, sample_rays=16384))
+    return training_bounds(scene, config, RayBank(scene.split("train"), torch.device("cpu")), progress=False)
+
+
+def test_boxes_from_the_data_hold_the_room_and_its_objects(tmp_path):
+    """The analytic room: walls at x, y = ±1.5, floor 0, a sphere and a box near the middle."""
+    import numpy as np
+    from analytic_scene import BOX, ROOM, SPHERE_C, SPHERE_R
+
+    scene = _analytic_capture(tmp_path)
+    outer, focus, report = _bounds(scene)
+    assert report["outer_from"] == "auto" and report["focus_from"] == "auto" and not report["cameras_ignored"]
+    sphere = np.stack([SPHERE_C - SPHERE_R, SPHERE_C + SPHERE_R])
+    for thing in (sphere, BOX):  # both objects lie in the focus box (their base may sit on its floor side)
+        assert np.all(focus[0] <= thing[0] + [0.05, 0.05, 0.05]) and np.all(focus[1] >= thing[1] - 0.05)
+    assert np.prod(focus[1] - focus[0]) < 0.5 * np.prod(ROOM[1] - ROOM[0])  # not the whole room
+    # the outer box reaches the walls and floor the rays saw, inside the box the cameras alone suggest
+    # (48-px smooth textures give too few SIFT points to place the walls exactly: see test_bounds.py)
+    assert np.all(outer[0, :2] <= ROOM[0, :2] + 0.15) and np.all(outer[1, :2] >= ROOM[1, :2] - 0.15)
+    cameras_outer, _ = camera_bounds(np.stack([f.c2w for f in scene.split("train")]))
+    assert np.all(outer[0] >= cameras_outer[0] - 1e-9) and np.all(outer[1] <= cameras_outer[1] + 1e-9)
+
+
+def test_a_camera_far_off_is_left_out_of_the_boxes_with_a_warning(tmp_path):
+    import numpy as np
+
+    from semfield.errors import SemfieldWarning
+
+    with pytest.warns(SemfieldWarning, match="1 training camera"):
+        outer, focus, report = _bounds(_analytic_capture(tmp_path, far_camera=True))
+    assert len(report["cameras_ignored"]) == 1
+    assert np.all(outer[1] - outer[0] < 10.0)  # not 10 km wide

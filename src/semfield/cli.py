@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .errors import SemfieldError
+from .errors import SemfieldError, one_line_warnings
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -281,6 +281,7 @@ _add_verbs()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``semfield``)."""
+    one_line_warnings()
     try:
         cli.main(args=argv, prog_name="semfield")
     except SemfieldError as exc:  # raised outside a verb (e.g. while parsing); verbs are handled by the group

@@ -81,6 +81,19 @@ def cameras_focus_point(c2w: np.ndarray) -> np.ndarray:
     return np.linalg.solve(A, b)
 
 
+def outlier_cameras(c2w: np.ndarray, factor: float = 10.0) -> np.ndarray:
+    """``[N]`` bool: cameras farther from the median camera centre (per axis) than ``factor`` × the cameras'
+    median distance to it (a pose gone wrong in structure from motion). Fewer than 4 cameras: none.
+
+    The median, not the point the cameras look at: one camera 10 km off pulls that least-squares point
+    hundreds of metres its way."""
+    if len(c2w) < 4:
+        return np.zeros(len(c2w), dtype=bool)
+    centres = c2w[:, :3, 3]
+    distance = np.linalg.norm(centres - np.median(centres, axis=0), axis=1)
+    return distance > factor * max(float(np.median(distance)), 1e-9)
+
+
 def camera_bounds(c2w: np.ndarray, outer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Outer and focus boxes ``([2, 3], [2, 3])`` from the cameras alone.
 

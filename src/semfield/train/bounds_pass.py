@@ -1,15 +1,17 @@
 """The boxes a training run uses, found from the images and cameras alone (no ground truth).
 
 ``auto`` mode trains a short, coarse RGB-only field inside boxes taken from the cameras, renders the median
-surface of an evenly strided subset of the training rays, and hands those points to the pure functions of
-:mod:`semfield.scene.bounds`: the outer box holds what the rays saw, the focus box is where most training
-pixels look closely. Boxes the user sets (``TrainConfig.bounds``, a ``semfield.aabb`` in transforms.json)
+surface of an evenly strided subset of the training rays, triangulates SIFT matches between neighbouring
+views, and hands those points to the pure functions of :mod:`semfield.scene.bounds`: the outer box holds what
+the rays saw, the focus box is where most training pixels look closely. Cameras far off the rest (a pose
+gone wrong) are left out, with a warning. Boxes the user sets (``TrainConfig.bounds``, a ``semfield.aabb`` in transforms.json)
 are kept as they are.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -17,10 +19,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import SemfieldWarning
 from ..field.grid_field import final_voxel_size
 from ..field.renderer import RenderOptions, render_rays
 from ..render.sampling import ray_aabb
-from ..scene.bounds import camera_bounds, choose_focus, clip_box, outer_from_rays, pixel_footprint
+from ..scene.bounds import (
+    camera_bounds,
+    choose_focus,
+    clip_box,
+    outer_from_rays,
+    outlier_cameras,
+    pixel_footprint,
+)
 from ..scene.types import Scene
 from .config import TrainConfig
 from .data import RayBank
@@ -37,12 +47,22 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
         bank: the training rays (the pass trains and samples them).
     """
     settings = config.bounds
-    c2w = np.stack([f.c2w for f in scene.split("train")])
+    frames = scene.split("train")
+    c2w = np.stack([f.c2w for f in frames])
+    far = outlier_cameras(c2w)
+    if far.any():
+        names = [f.name for f, out in zip(frames, far) if out]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        warnings.warn(SemfieldWarning(
+            f"{len(names)} training camera(s) lie over 10x farther from the scene than the median camera "
+            f"({shown}): the boxes ignore them (set bounds.outer / bounds.focus to decide yourself)"), stacklevel=2)
+        c2w = c2w[~far]
     user_outer = settings.outer if settings.outer is not None else scene.aabb
     user_outer = None if user_outer is None else np.asarray(user_outer, dtype=np.float64)
     user_focus = None if settings.focus is None else np.asarray(settings.focus, dtype=np.float64)
     cam_outer, cam_focus = camera_bounds(c2w, user_outer)
     report: dict[str, Any] = {"mode": settings.mode,
+                              "cameras_ignored": [f.name for f, out in zip(frames, far) if out],
                               "outer_from": "user" if user_outer is not None else settings.mode,
                               "focus_from": "user" if user_focus is not None else settings.mode}
     if settings.mode == "cameras" or (user_outer is not None and user_focus is not None):
