@@ -149,7 +149,6 @@ def test_training_is_bit_identical_without_the_ground_truth_files(tmp_path):
 def _analytic_capture(tmp_path: Path, far_camera: bool = False):
     """The analytic room (tests/analytic_scene.py) as a capture: no semfield.aabb; optionally one training
     camera moved 10 km away, as a failed structure-from-motion pose would put it."""
-    import numpy as np
     from analytic_scene import make_analytic_scene
 
     from semfield.scene.nerfstudio import write_transforms
