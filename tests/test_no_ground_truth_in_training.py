@@ -198,5 +198,6 @@ def test_a_camera_far_off_is_left_out_of_the_boxes_with_a_warning(tmp_path):
 
     with pytest.warns(SemfieldWarning, match="1 training camera"):
         outer, focus, report = _bounds(_analytic_capture(tmp_path, far_camera=True))
+    assert np.all(focus[1] - focus[0] < 10.0)
     assert len(report["cameras_ignored"]) == 1
     assert np.all(outer[1] - outer[0] < 10.0)  # not 10 km wide
