@@ -172,3 +172,11 @@ def test_ground_truth_boxes_for_the_bench_ab(tmp_path):
 
     config = apply_overrides(TrainConfig(), dict(parse_assignment(a) for a in args[1::2]))
     assert config.bounds.focus == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]] and config.bounds.outer[1] == [2.0, 2.0, 2.5]
+
+
+def test_a_suite_can_run_some_of_its_scenes_only(tmp_path):
+    from semfield.harness.runner import run_suite
+
+    with pytest.raises(SemfieldError, match="has no scene\\(s\\) default-9 \\(it has default-0"):
+        run_suite("full", tmp_path / "out", only=["default-0", "default-9"], progress=False)
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -71,8 +71,11 @@ def eval_cmd(run_dir: Path, tasks, out_file, as_json: bool, pose_views, pose_ban
 @click.option("--ground-truth-bounds", is_flag=True,
               help="A/B only: train with each scene's ground-truth focus and room boxes instead of the boxes "
                    "found from the images (help no real capture gives).")
+@click.option("--scenes", "only", help="Run only these of the suite's scenes, comma-separated (e.g. "
+                                       "default-0,room-1), with the suite's settings.")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
-def bench_cmd(suite: str, out_dir: Path | None, reuse: bool, ground_truth_bounds: bool, no_progress: bool) -> None:
+def bench_cmd(suite: str, out_dir: Path | None, reuse: bool, ground_truth_bounds: bool, only: str | None,
+              no_progress: bool) -> None:
     """Generate a suite's scenes, train and evaluate each, and write bench.json and report.md.
 
     Every step is the semfield command a person would type, run as its own process; the report lists each
@@ -84,12 +87,15 @@ def bench_cmd(suite: str, out_dir: Path | None, reuse: bool, ground_truth_bounds
       MUJOCO_GL=egl semfield bench --suite quick --out bench/results/suite_quick
       semfield bench --suite quick --out bench/results/suite_quick --reuse
       semfield bench --suite quick --out bench/results/suite_quick_gt_bounds --ground-truth-bounds
+      semfield bench --suite full --scenes default-0,room-0 --out outputs/bench-two
     """
     from .harness.report import FIGURES, fmt
     from .harness.runner import run_suite
 
     out = out_dir or Path("outputs") / f"bench-{suite}"
-    result = run_suite(suite, out, reuse=reuse, progress=not no_progress, ground_truth_bounds=ground_truth_bounds)
+    scenes = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    result = run_suite(suite, out, reuse=reuse, progress=not no_progress, ground_truth_bounds=ground_truth_bounds,
+                       only=scenes)
     click.echo(f"suite {suite}: {len(result['scenes'])} scene(s) in {result['wall_seconds'] / 60:.1f} min; "
                f"{out / 'bench.json'}, {out / 'report.md'}")
     for key, value in result["summary"].items():

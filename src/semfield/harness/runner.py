@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,18 @@ def bench_scene(spec: SceneSpec, out: Path, config_file: Path, eval_args: tuple[
 
 
 def run_suite(suite_name: str, out_dir: str | Path, reuse: bool = False, progress: bool = True,
-              ground_truth_bounds: bool = False) -> dict[str, Any]:
+              ground_truth_bounds: bool = False, only: list[str] | None = None) -> dict[str, Any]:
     """Run a suite into ``out_dir``; returns (and writes) the bench JSON. ``ground_truth_bounds``: train with
-    each scene's ground-truth boxes (an A/B of the boxes found from the data; see the module notes)."""
+    each scene's ground-truth boxes (an A/B of the boxes found from the data; see the module notes).
+    ``only``: run just these of the suite's scenes (names such as ``default-0``), with its settings."""
     suite: Suite = get_suite(suite_name)
+    if only:
+        names = [spec.name for spec in suite.scenes]
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise SemfieldError(f"suite {suite.name!r} has no scene(s) {', '.join(unknown)} (it has "
+                                f"{', '.join(names)})")
+        suite = replace(suite, scenes=tuple(spec for spec in suite.scenes if spec.name in only))
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     config = apply_overrides(TrainConfig(), suite.train, source=f"suite {suite.name}")
@@ -141,10 +150,12 @@ def run_suite(suite_name: str, out_dir: str | Path, reuse: bool = False, progres
         for spec in suite.scenes:
             scenes.append(bench_scene(spec, out, config_file, suite.eval_args, reuse, bar, ground_truth_bounds))
     result = {
-        "benchmark": "semfield bench", "suite": suite.name, "description": suite.description,
+        "benchmark": "semfield bench", "suite": suite.name,
+        "description": suite.description + (f"; run on {', '.join(only)} only" if only else ""),
         "command": "semfield bench " + shlex.join(["--suite", suite.name, "--out", str(out_dir)]
                                                   + (["--reuse"] if reuse else [])
-                                                  + (["--ground-truth-bounds"] if ground_truth_bounds else [])),
+                                                  + (["--ground-truth-bounds"] if ground_truth_bounds else [])
+                                                  + (["--scenes", ",".join(only)] if only else [])),
         "bounds": ("ground truth (scene.json focus_aabb and room_aabb, set as bounds.focus / bounds.outer)"
                    if ground_truth_bounds else "found from the images and cameras (bounds.mode "
                    f"{config.bounds.mode!r})"),
