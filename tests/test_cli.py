@@ -195,6 +195,9 @@ def test_train_info_render_and_resume(scene, run, tmp_path):
 
     info = cli("info", run)
     assert info.returncode == 0 and "5 of 5" in info.stdout and "PSNR" in info.stdout, info.stderr
+    # the analytic scene's transforms.json sets semfield.aabb (an outer box); the focus box is found
+    assert "(set by the user)" in info.stdout and "(found from the images)" in info.stdout, info.stdout
+    assert "bounds.json" in {p.name for p in run.iterdir()}
 
     res = cli("render", run, "--view", "test:0", "--out", tmp_path / "r")
     assert res.returncode == 0, res.stderr

@@ -203,6 +203,18 @@ def render_cmd(run_dir: Path, view, pose_file, out_dir: Path, width, height, dev
         click.echo(f"  {f}")
 
 
+def _bounds_sources(run_dir: Path) -> dict[str, str]:
+    """How a run found its focus and outer boxes (its bounds.json), in words; empty for older runs."""
+    from .train.trainer import BOUNDS_FILE
+
+    try:
+        report = json.loads((run_dir / BOUNDS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    words = {"user": "set by the user", "auto": "found from the images", "cameras": "guessed from the cameras"}
+    return {name: words.get(report.get(f"{name}_from"), str(report.get(f"{name}_from"))) for name in ("focus", "outer")}
+
+
 @cli.command("info")
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 def info_cmd(run_dir: Path) -> None:
@@ -223,8 +235,10 @@ def info_cmd(run_dir: Path) -> None:
                f" (seed {cfg.seed}, {cfg.batch_rays} rays/batch, device {cfg.device})")
     click.echo(f"grid:       {shape} vertices, voxel {fld.voxel * 1000:.1f} mm (final {fld.final_voxel * 1000:.1f} mm,"
                f" outer x{cfg.field.outer_factor:g}), heads: {', '.join(cfg.field.heads) or 'none'}")
-    lo, hi = fld.focus_aabb
-    click.echo(f"focus box:  [{', '.join(f'{v:.2f}' for v in lo)}] .. [{', '.join(f'{v:.2f}' for v in hi)}]")
+    found = _bounds_sources(run.run_dir)
+    for name, (lo, hi) in (("focus", fld.focus_aabb), ("outer", fld.outer_aabb)):
+        click.echo(f"{name} box:  [{', '.join(f'{v:.2f}' for v in lo)}] .. [{', '.join(f'{v:.2f}' for v in hi)}]"
+                   + (f"  ({found[name]})" if name in found else ""))
     click.echo(f"sampling:   step {cfg.render.step_voxels:g} voxels (eval {cfg.eval_render.step_voxels:g}), "
                f"at most {cfg.render.max_samples} (eval {cfg.eval_render.max_samples}) per ray, "
                f"background {cfg.render.background}")
