@@ -24,11 +24,11 @@ class BoundsConfig:
 
     ``outer`` / ``focus``: boxes set by the user (they win over everything else; a transforms.json
     ``semfield.aabb`` is a user-set outer box too). ``mode``: how the boxes not set are found — ``"auto"``
-    (a coarse RGB pass of ``pass_iterations`` steps of ``pass_rays`` rays on a uniform grid of
-    ``pass_resolution`` cells along the cameras' box's longest side, whose surface points, with points
-    triangulated from image matches, give both boxes: see :func:`outer_from_rays` and :func:`choose_focus`)
-    or ``"cameras"`` (:func:`camera_bounds`, nothing learnt). ``sample_rays``: how many training rays (evenly
-    strided) the pass renders for surfaces.
+    (a coarse RGB pass of ``pass_iterations`` steps of ``pass_rays`` rays, at most the run's own, on a
+    uniform grid of ``pass_resolution`` cells along the cameras' box's longest side, whose surface points,
+    with points triangulated from image matches, give both boxes: see :func:`outer_from_rays` and
+    :func:`choose_focus`) or ``"cameras"`` (:func:`camera_bounds`, nothing learnt). ``sample_rays``: how
+    many training rays (evenly strided) the pass renders for surfaces.
     """
 
     mode: str = "auto"

@@ -95,20 +95,22 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
 
 def _coarse_pass(scene: Scene, config: TrainConfig, bank: RayBank, outer: np.ndarray, focus: np.ndarray,
                  progress: bool):
-    """An RGB-only field trained for ``bounds.pass_iterations`` steps on a uniform grid of
-    ``bounds.pass_resolution`` cells along the longest side of ``outer``: same seed, losses and rendering as
-    the run, no heads, one stage."""
+    """An RGB-only field trained for ``bounds.pass_iterations`` steps of ``bounds.pass_rays`` rays (at most the
+    run's own iterations and batch) on a uniform grid of ``bounds.pass_resolution`` cells along the longest
+    side of ``outer``: same seed, losses and rendering as the run, no heads, one stage."""
     from .trainer import Trainer
 
     s = config.bounds
     voxel = float(np.max(outer[1] - outer[0])) / s.pass_resolution
-    pass_config = replace(config, iterations=s.pass_iterations, batch_rays=s.pass_rays,
+    # never longer or wider than the training itself (a 5-step smoke run gets a 5-step pass)
+    iterations, rays = min(s.pass_iterations, max(1, config.iterations)), min(s.pass_rays, config.batch_rays)
+    pass_config = replace(config, iterations=iterations, batch_rays=rays,
                           coarse_to_fine=[(0.0, 1.0)], teachers={}, instance=None, feature_balance=0.0,
                           field=replace(config.field, heads={}, focus_voxel=voxel, outer_factor=1.0),
                           max_seconds=None, checkpoint_every=0, render=replace(config.render, heads=()))
     trainer = Trainer(scene, None, pass_config, bounds=(outer, focus))
     trainer.build()
-    for _ in tqdm(range(s.pass_iterations), desc="bounds", unit="it", disable=not progress, dynamic_ncols=True):
+    for _ in tqdm(range(iterations), desc="bounds", unit="it", disable=not progress, dynamic_ncols=True):
         trainer.step(bank)
         trainer.iteration += 1
     return trainer.field
