@@ -162,13 +162,14 @@ def _analytic_capture(tmp_path: Path, far_camera: bool = False):
     return load_scene(tmp_path / "scene")
 
 
-def _bounds(scene):
+def _bounds(scene, **settings):
     import torch
 
     from semfield.train.bounds_pass import training_bounds
     from semfield.train.data import RayBank
 
-    config = TrainConfig(threads=2, bounds=BoundsConfig(pass_iterations=60, pass_rays=1024, sample_rays=16384))
+    config = TrainConfig(threads=2, bounds=BoundsConfig(pass_iterations=60, pass_rays=1024, sample_rays=16384),
+                         **settings)
     return training_bounds(scene, config, RayBank(scene.split("train"), torch.device("cpu")), progress=False)
 
 
@@ -179,6 +180,7 @@ def test_boxes_from_the_data_hold_the_room_and_its_objects(tmp_path):
 
     scene = _analytic_capture(tmp_path)
     outer, focus, report = _bounds(scene)
+    assert report["pass_steps"] == 60
     assert report["outer_from"] == "auto" and report["focus_from"] == "auto" and not report["cameras_ignored"]
     sphere = np.stack([SPHERE_C - SPHERE_R, SPHERE_C + SPHERE_R])
     for thing in (sphere, BOX):  # both objects lie in the focus box (their base may sit on its floor side)
@@ -201,3 +203,10 @@ def test_a_camera_far_off_is_left_out_of_the_boxes_with_a_warning(tmp_path):
     assert np.all(focus[1] - focus[0] < 10.0)
     assert len(report["cameras_ignored"]) == 1
     assert np.all(outer[1] - outer[0] < 10.0)  # not 10 km wide
+
+
+def test_the_pass_keeps_within_the_runs_budget(tmp_path):
+    """A run of 5 steps gets a pass of 5; a run with a time budget gives the pass a tenth of it."""
+    scene = _analytic_capture(tmp_path)
+    assert _bounds(scene, iterations=5)[2]["pass_steps"] == 5
+    assert _bounds(scene, max_seconds=1e-6)[2]["pass_steps"] == 1

@@ -36,6 +36,7 @@ from .config import TrainConfig
 from .data import RayBank
 
 SURFACE_ACC = 0.5  # a ray whose opacity inside the box reaches this ended on a surface
+PASS_BUDGET_SHARE = 0.1  # of TrainConfig.max_seconds, when a run has a time budget
 
 
 def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: bool = True
@@ -71,7 +72,7 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
         return outer, focus, report
 
     start = time.perf_counter()
-    pass_field = _coarse_pass(scene, config, bank, cam_outer, cam_focus, progress)
+    pass_field, pass_steps = _coarse_pass(scene, config, bank, cam_outer, cam_focus, progress)
     surface, exits, need = _surface_points(pass_field, scene, config, bank, cam_outer)
     pad = 2.0 * pass_field.voxel
     sparse = sparse_points(scene) if user_outer is None else np.zeros((0, 3))
@@ -87,7 +88,7 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
             return final_voxel_size(config.field, box, pixel_footprint(scene, box))
 
         focus, table = choose_focus(surface, need, voxel_of, config.field.outer_factor, pad, outer)
-    report.update({"pass_seconds": time.perf_counter() - start, "pass_voxel": pass_field.voxel,
+    report.update({"pass_seconds": time.perf_counter() - start, "pass_steps": pass_steps, "pass_voxel": pass_field.voxel,
                    "surface_points": len(surface), "exit_points": len(exits), "sparse_points": len(sparse),
                    "focus_candidates": table})
     return outer, focus, report
@@ -96,7 +97,7 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
 def _coarse_pass(scene: Scene, config: TrainConfig, bank: RayBank, outer: np.ndarray, focus: np.ndarray,
                  progress: bool):
     """An RGB-only field trained for ``bounds.pass_iterations`` steps of ``bounds.pass_rays`` rays (at most the
-    run's own iterations and batch) on a uniform grid of ``bounds.pass_resolution`` cells along the longest
+    run's own iterations and batch, and a tenth of its ``max_seconds``) on a uniform grid of ``bounds.pass_resolution`` cells along the longest
     side of ``outer``: same seed, losses and rendering as the run, no heads, one stage."""
     from .trainer import Trainer
 
@@ -110,10 +111,14 @@ def _coarse_pass(scene: Scene, config: TrainConfig, bank: RayBank, outer: np.nda
                           max_seconds=None, checkpoint_every=0, render=replace(config.render, heads=()))
     trainer = Trainer(scene, None, pass_config, bounds=(outer, focus))
     trainer.build()
+    # with a time budget, the pass takes at most a tenth of it (then the boxes come from a shorter pass)
+    deadline = None if config.max_seconds is None else time.perf_counter() + PASS_BUDGET_SHARE * config.max_seconds
     for _ in tqdm(range(iterations), desc="bounds", unit="it", disable=not progress, dynamic_ncols=True):
+        if deadline is not None and trainer.iteration > 0 and time.perf_counter() > deadline:
+            break
         trainer.step(bank)
         trainer.iteration += 1
-    return trainer.field
+    return trainer.field, trainer.iteration
 
 
 @torch.no_grad()
