@@ -38,7 +38,7 @@ def _benchmarks_md(tmp_path: Path) -> str:
 def test_bench_train_and_benchmarks_md(tmp_path):
     out = tmp_path / "results" / "smoke"
     cmd = [sys.executable, str(REPO / "bench" / "bench_train.py"), "--out", str(out), "--preset", "tiny",
-           "--runs", "1", "--budget", "3", "--eval-every-seconds", "1", *FAST]
+           "--runs", "1", "--budget", "8", "--eval-every-seconds", "2", *FAST]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "median" in proc.stdout
@@ -48,16 +48,16 @@ def test_bench_train_and_benchmarks_md(tmp_path):
         assert key in res, key
     for key in ("cpu", "cores", "torch_threads", "ram_mb", "torch", "gpu"):
         assert key in res["machine"], key
-    assert "bench_train.py" in res["command"] and "--budget 3" in res["command"]
+    assert "bench_train.py" in res["command"] and "--budget 8" in res["command"]
     assert res["scene"]["n_train"] == 16 and res["scene"]["n_test"] == 4
-    assert res["config"]["max_seconds"] == 3.0 and res["config"]["batch_rays"] == 256
+    assert res["config"]["max_seconds"] == 8.0 and res["config"]["batch_rays"] == 256
     assert len(res["runs"]) == 1
     run = res["runs"][0]
     assert run["curve"], "empty curve"
     assert all(len(p) == len(res["curve_columns"]) for p in run["curve"])
     assert run["curve"][-1][1] == run["iterations"] > 0
     assert [p[0] for p in run["curve"]] == sorted(p[0] for p in run["curve"])
-    assert 0 < run["train_seconds"] < 10 and run["wall_seconds"] >= run["train_seconds"]
+    assert 0 < run["train_seconds"] < 20 and run["wall_seconds"] >= run["train_seconds"]
     assert run["peak_rss_mb"] > 50
     for key in ("psnr_test", "ssim_test", "depth_abs_rel_test", "depth_abs_rel_fg_test", "depth_rmse_test"):
         assert run["final"][key] is not None, key
