@@ -15,7 +15,8 @@ import torch
 
 from .bank_match import patch_centres
 
-__all__ = ["Matches", "dense_feature_matches", "flow_grid", "flow_matches", "sift_matches"]
+__all__ = ["Matches", "dense_feature_matches", "flow_grid", "flow_matches", "mutual_ratio_matches", "sift_keypoints",
+           "sift_matches"]
 
 
 @dataclass
@@ -34,13 +35,40 @@ def _grey_uint8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def _sift(image: np.ndarray, mask: np.ndarray | None, n_features: int):
+def sift_keypoints(image: np.ndarray, mask: np.ndarray | None = None, n_features: int = 2000,
+                   max_side: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """SIFT keypoints ``[K, 2]`` (semfield pixel frame of ``image``) and descriptors ``[K, 128]`` (None if
+    none) of ``image`` ``[H, W, 3]``; detected on a copy downscaled to ``max_side`` when it is larger."""
     sift = cv2.SIFT_create(nfeatures=n_features, contrastThreshold=0.02)
     grey = _grey_uint8(image)
     m = None if mask is None else (np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
+    h, w = grey.shape
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        size = (round(w * scale), round(h * scale))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        m = None if m is None else cv2.resize(m, size, interpolation=cv2.INTER_NEAREST)
     kps, desc = sift.detectAndCompute(grey, m)
-    pts = np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2) + 0.5
+    pts = (np.array([k.pt for k in kps], dtype=np.float64).reshape(-1, 2) + 0.5) / scale
     return pts, desc
+
+
+def mutual_ratio_matches(desc_a: np.ndarray | None, desc_b: np.ndarray | None, ratio: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(ia [M], ib [M])`` of descriptor matches that pass Lowe's ``ratio`` test and are mutual
+    nearest neighbours (empty when either side has fewer than 2 descriptors)."""
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    if desc_a is None or desc_b is None or len(desc_a) < 2 or len(desc_b) < 2:
+        return none
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    backward = {m.queryIdx: m.trainIdx for m in matcher.match(desc_b, desc_a)}
+    pairs = [(best.queryIdx, best.trainIdx) for best, second in
+             (pair for pair in matcher.knnMatch(desc_a, desc_b, k=2) if len(pair) == 2)
+             if best.distance < ratio * second.distance and backward.get(best.trainIdx) == best.queryIdx]
+    if not pairs:
+        return none
+    ia, ib = np.array(pairs, dtype=np.int64).T
+    return ia, ib
 
 
 def _standardised_grey(image: np.ndarray) -> np.ndarray:
@@ -116,24 +144,9 @@ def sift_matches(query: np.ndarray, render: np.ndarray, render_mask: np.ndarray 
     Returns:
         :class:`Matches` (possibly empty).
     """
-    q_pts, q_desc = _sift(query, None, n_features)
-    r_pts, r_desc = _sift(render, render_mask, n_features)
-    empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)))
-    if q_desc is None or r_desc is None or len(q_pts) < 2 or len(r_pts) < 2:
-        return empty
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    forward = matcher.knnMatch(q_desc, r_desc, k=2)
-    backward = {m.queryIdx: m.trainIdx for m in matcher.match(r_desc, q_desc)}
-    qi, ri = [], []
-    for pair in forward:
-        if len(pair) < 2:
-            continue
-        best, second = pair
-        if best.distance < ratio * second.distance and backward.get(best.trainIdx) == best.queryIdx:
-            qi.append(best.queryIdx)
-            ri.append(best.trainIdx)
-    if not qi:
-        return empty
+    q_pts, q_desc = sift_keypoints(query, None, n_features)
+    r_pts, r_desc = sift_keypoints(render, render_mask, n_features)
+    qi, ri = mutual_ratio_matches(q_desc, r_desc, ratio)
     return Matches(q_pts[qi], r_pts[ri])
 
 

@@ -4,8 +4,8 @@
 surface of an evenly strided subset of the training rays, triangulates SIFT matches between neighbouring
 views, and hands those points to the pure functions of :mod:`semfield.scene.bounds`: the outer box holds what
 the rays saw, the focus box is where most training pixels look closely. Cameras far off the rest (a pose
-gone wrong) are left out, with a warning. Boxes the user sets (``TrainConfig.bounds``, a ``semfield.aabb`` in transforms.json)
-are kept as they are.
+gone wrong) are left out, with a warning. Boxes the user sets (``TrainConfig.bounds``, a ``semfield.aabb``
+in transforms.json) are kept as they are.
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
     frames = scene.split("train")
     c2w = np.stack([f.c2w for f in frames])
     far = outlier_cameras(c2w)
-    if far.any():
-        names = [f.name for f, out in zip(frames, far) if out]
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    ignored = [f.name for f, out in zip(frames, far) if out]
+    if ignored:
+        shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
         warnings.warn(SemfieldWarning(
-            f"{len(names)} training camera(s) lie over 10x farther from the scene than the median camera "
+            f"{len(ignored)} training camera(s) lie over 10x farther from the scene than the median camera "
             f"({shown}): the boxes ignore them (set bounds.outer / bounds.focus to decide yourself)"), stacklevel=2)
         c2w = c2w[~far]
     user_outer = settings.outer if settings.outer is not None else scene.aabb
@@ -63,7 +63,7 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
     user_focus = None if settings.focus is None else np.asarray(settings.focus, dtype=np.float64)
     cam_outer, cam_focus = camera_bounds(c2w, user_outer)
     report: dict[str, Any] = {"mode": settings.mode,
-                              "cameras_ignored": [f.name for f, out in zip(frames, far) if out],
+                              "cameras_ignored": ignored,
                               "outer_from": "user" if user_outer is not None else settings.mode,
                               "focus_from": "user" if user_focus is not None else settings.mode}
     if settings.mode == "cameras" or (user_outer is not None and user_focus is not None):
@@ -152,38 +152,24 @@ def sparse_points(scene: Scene, neighbours: int = 3, max_side: int = 640, n_feat
     """World points ``[P, 3]`` triangulated from SIFT matches between each training view and its
     ``neighbours`` nearest views (mutual nearest neighbours passing Lowe's ``ratio``), with the known cameras;
     images larger than ``max_side`` are matched downscaled."""
-    import cv2
-
+    from ..pose.matching import mutual_ratio_matches, sift_keypoints
     from ..scene.images import load_rgb
     from ..scene.triangulate import good_triangulations, neighbour_pairs, triangulate, undistort_pixels
 
     frames = scene.split("train")
-    sift = cv2.SIFT_create(nfeatures=n_features, contrastThreshold=0.02)
     keypoints = []
     for f in frames:
         k = f.intrinsics
-        rgb = load_rgb(f.image_path, expect_size=(k.width, k.height))
-        scale = min(1.0, max_side / max(k.width, k.height))
-        grey = cv2.cvtColor((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            grey = cv2.resize(grey, (round(k.width * scale), round(k.height * scale)), interpolation=cv2.INTER_AREA)
-        kps, desc = sift.detectAndCompute(grey, None)
-        uv = (np.array([p.pt for p in kps], dtype=np.float64).reshape(-1, 2) + 0.5) / scale
+        uv, desc = sift_keypoints(load_rgb(f.image_path, expect_size=(k.width, k.height)), None, n_features,
+                                  max_side)
         keypoints.append((undistort_pixels(uv, k), desc))
     c2w = np.stack([f.c2w for f in frames])
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
     points = []
     for i, j in neighbour_pairs(c2w, neighbours):
         (uv_i, d_i), (uv_j, d_j) = keypoints[i], keypoints[j]
-        if d_i is None or d_j is None or len(d_i) < 2 or len(d_j) < 2:
+        a, b = mutual_ratio_matches(d_i, d_j, ratio)
+        if len(a) == 0:
             continue
-        forward = matcher.knnMatch(d_i, d_j, k=2)
-        backward = {m[0].queryIdx: m[0].trainIdx for m in matcher.knnMatch(d_j, d_i, k=1) if m}
-        pairs = [(m[0].queryIdx, m[0].trainIdx) for m in forward
-                 if len(m) == 2 and m[0].distance < ratio * m[1].distance and backward.get(m[0].trainIdx) == m[0].queryIdx]
-        if not pairs:
-            continue
-        a, b = np.array(pairs).T
         K_i, K_j = frames[i].intrinsics.K, frames[j].intrinsics.K
         X = triangulate(uv_i[a], uv_j[b], K_i, K_j, c2w[i], c2w[j])
         points.append(X[good_triangulations(X, uv_i[a], uv_j[b], K_i, K_j, c2w[i], c2w[j])])
