@@ -188,13 +188,14 @@ def main(argv=None) -> int:
     ap.add_argument("--fox", type=Path, help="the fox capture folder (skipped when absent)")
     ap.add_argument("--fox-long-side", type=int, default=240)
     ap.add_argument("--fox-iterations", type=int, default=360)
+    ap.add_argument("--note", help="a note kept in results.json and shown in BENCHMARKS.md")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     from semfield.data.generate.presets import GENERATOR_VERSION
 
     results = {"benchmark": "bounds", "generator_version": GENERATOR_VERSION,
                "command": "python bench/bench_bounds.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-               "generated": [], "fox": None}
+               "generated": [], "fox": None, **({"note": args.note} if args.note else {})}
     from semfield.machine import machine_info
 
     results["machine"] = machine_info()

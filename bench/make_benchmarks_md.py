@@ -477,7 +477,8 @@ def bounds_section(res: dict[str, Any], path: Path, output: Path) -> list[str]:
     """bench_bounds.py: the boxes found from the data against the ground truth, and on the fox."""
     lines = [f"## Boxes found from the data, on scenes no suite uses: `{path.parent.name}`", "",
              "```", res["command"], "```", "", f"- Machine: {_machine(res.get('machine', {}), [])}",
-             f"- Results: `{os.path.relpath(path, output.parent)}`", ""]
+             f"- Results: `{os.path.relpath(path, output.parent)}`",
+             *([f"- Note: {res['note']}"] if res.get("note") else []), ""]
     if res.get("generated"):
         lines += [("| scene | focus IoU with GT | objects ≥ 90 % inside | least object share inside | voxel (mm) | "
                   "voxel with GT box (mm) | outer IoU with room | seconds |"), "|---|---|---|---|---|---|---|---|"]
