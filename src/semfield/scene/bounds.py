@@ -1,9 +1,9 @@
 """Where a field should spend its voxels: the outer box (all that is seen) and the focus box.
 
 Only what a capture gives is used: the cameras, surface points that a short coarse training pass finds in
-the images, and points triangulated from image matches (:mod:`semfield.train.bounds_pass`). Ground truth (a generated scene's ``scene.json``) is never
-read here. The functions are pure maths on arrays; :class:`BoundsConfig` holds the settings
-(``TrainConfig.bounds``), including boxes a user sets explicitly.
+the images, and points triangulated from image matches (:mod:`semfield.train.bounds_pass`). Ground truth
+(a generated scene's ``scene.json``) is never read here. The functions are pure maths on arrays;
+:class:`BoundsConfig` holds the settings (``TrainConfig.bounds``), including boxes a user sets explicitly.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
             return final_voxel_size(config.field, box, pixel_footprint(scene, box))
 
         focus, table = choose_focus(surface, need, voxel_of, config.field.outer_factor, pad, outer)
-    report.update({"pass_seconds": time.perf_counter() - start, "pass_steps": pass_steps, "pass_voxel": pass_field.voxel,
+    report.update({"pass_seconds": time.perf_counter() - start, "pass_steps": pass_steps,
+                   "pass_voxel": pass_field.voxel,
                    "surface_points": len(surface), "exit_points": len(exits), "sparse_points": len(sparse),
                    "focus_candidates": table})
     return outer, focus, report
@@ -96,9 +97,10 @@ def training_bounds(scene: Scene, config: TrainConfig, bank: RayBank, progress: 
 
 def _coarse_pass(scene: Scene, config: TrainConfig, bank: RayBank, outer: np.ndarray, focus: np.ndarray,
                  progress: bool):
-    """An RGB-only field trained for ``bounds.pass_iterations`` steps of ``bounds.pass_rays`` rays (at most the
-    run's own iterations and batch, and a tenth of its ``max_seconds``) on a uniform grid of ``bounds.pass_resolution`` cells along the longest
-    side of ``outer``: same seed, losses and rendering as the run, no heads, one stage."""
+    """An RGB-only field trained for ``bounds.pass_iterations`` steps of ``bounds.pass_rays`` rays (at most
+    the run's own iterations and batch, and a tenth of its ``max_seconds``) on a uniform grid of
+    ``bounds.pass_resolution`` cells along the longest side of ``outer``: same seed, losses and rendering as
+    the run, no heads, one stage."""
     from .trainer import Trainer
 
     s = config.bounds
