@@ -10,6 +10,7 @@ from ..errors import SemfieldError
 from ..field.grid_field import FieldConfig
 from ..field.renderer import RenderOptions
 from ..scene.bounds import BoundsConfig
+from .head_fusion import HeadFusionConfig
 
 # Settings that may change when a run is resumed: how long it runs and where, not what it learns.
 RESUMABLE_CHANGES = ("iterations", "max_seconds", "checkpoint_every", "threads", "device", "eval_render")
@@ -76,6 +77,9 @@ class TrainConfig:
     # The outer and focus boxes: found from the images and cameras by a short coarse pass unless set
     # (semfield.scene.bounds.BoundsConfig; bounds.outer / bounds.focus are user-set boxes).
     bounds: BoundsConfig = dc_field(default_factory=BoundsConfig)
+    # After the schedule, every training pixel's teacher features are averaged into the plain feature heads
+    # through the field's rendering weights (semfield.train.head_fusion); enabled=False keeps the trained heads.
+    head_fusion: HeadFusionConfig = dc_field(default_factory=HeadFusionConfig)
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     render: RenderOptions = dc_field(default_factory=RenderOptions)
     eval_render: RenderOptions = dc_field(default_factory=lambda: RenderOptions(step_voxels=0.75, max_samples=768))
@@ -111,6 +115,8 @@ class TrainConfig:
                 d["field"] = FieldConfig.from_dict(d["field"])
             if "bounds" in d:
                 d["bounds"] = BoundsConfig(**d["bounds"])
+            if "head_fusion" in d:
+                d["head_fusion"] = HeadFusionConfig(**d["head_fusion"])
             for key in ("render", "eval_render"):
                 if key in d:
                     r = dict(d[key])

@@ -25,6 +25,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import RayBank
 from .features import FeatureTargets, feature_loss
+from .head_fusion import fuse_heads
 from .instance import INSTANCE_HEAD, InstanceMasks, InstanceSettings, init_instance_head
 
 BOUNDS_FILE = "bounds.json"  # how a run found its boxes (see .bounds_pass)
@@ -98,6 +99,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_samples: dict[str, int] = {}  # sample counts of the last step's render (diagnostics)
         self.last_feature_loss: dict[str, float] = {}  # per head, last step
+        self.heads_fused_at: int | None = None  # the iteration whose heads were fused (see fuse_heads)
 
     # ----- setup / resume ----------------------------------------------------------------------------
     def build(self, bank: RayBank | None = None, progress: bool = False) -> None:
@@ -182,6 +184,7 @@ class Trainer:
                 self.optimizer.load_state_dict(saved)
             self.iteration = int(state["iteration"])
             self.train_seconds = float(state["train_seconds"])
+            self.heads_fused_at = state.get("heads_fused_at")
             self.generator.set_state(tensors["rng.generator"])
             if "rng.roulette" in tensors:  # checkpoints from before the roulette had its own stream lack it
                 self.roulette_generator.set_state(tensors["rng.roulette"])
@@ -200,6 +203,7 @@ class Trainer:
         tensors["rng.generator"] = self.generator.get_state()
         tensors["rng.roulette"] = self.roulette_generator.get_state()
         state = {"iteration": self.iteration, "train_seconds": self.train_seconds, "layout": self.field.layout(),
+                 "heads_fused_at": self.heads_fused_at,
                  "optim_meta": meta}
         save_checkpoint(self.run_dir, tensors, state)
 
@@ -262,9 +266,24 @@ class Trainer:
             raise
         bar.close()
         emptied = self.field.empty_unvisited()
+        fusion = self.fuse_heads(bank, progress)
         self.save()
         return {"iterations": self.iteration, "train_seconds": self.train_seconds, "resumed": resumed,
-                "train_psnr_ema": psnr_ema, "peak_rss_mb": peak_rss_mb(), "emptied_vertices": emptied}
+                "train_psnr_ema": psnr_ema, "peak_rss_mb": peak_rss_mb(), "emptied_vertices": emptied,
+                "head_fusion": fusion}
+
+    def fuse_heads(self, bank: RayBank, progress: bool = False) -> dict | None:
+        """Once the schedule is done, fuse every training pixel's teacher features into the plain heads
+        (:mod:`.head_fusion`), once per checkpoint iteration; its seconds count as training time."""
+        cfg = self.config.head_fusion
+        if not cfg.enabled or not self.feature_targets or self.heads_fused_at == self.iteration:
+            return None
+        began = time.perf_counter()
+        report = fuse_heads(self.field, bank, self.feature_targets, self.config.render, cfg, progress=progress)
+        report["seconds"] = time.perf_counter() - began
+        self.train_seconds += report["seconds"]
+        self.heads_fused_at = self.iteration
+        return report
 
     def step(self, bank: RayBank) -> float:
         cfg, fld = self.config, self.field
