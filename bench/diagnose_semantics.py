@@ -34,11 +34,14 @@ import torch
 import torch.nn.functional as F
 
 from semfield.eval.fusion3d import fuse_features_2d_to_3d
+from semfield.eval.heatmap_coherence import heatmap_coherence, mean_coherence
 from semfield.eval.segmentation import confusion_matrix, segmentation_scores
 from semfield.field.renderer import render_image
 from semfield.harness import ground_truth, localization, segmentation
 from semfield.harness.evaluate import NOISE_FREE_LABEL, Context, field_depths
+from semfield.machine import machine_info
 from semfield.query.bake import head_features
+from semfield.query.relevancy import relevancy_from_cosines
 from semfield.run import load_run, load_run_scene
 from semfield.scene.images import load_uint
 from semfield.train.data import RayBank
@@ -93,6 +96,29 @@ def text_accuracy(ctx, head):
     return {k: acc[k]["loc3d"] for k in ("name", "synonym", "category")} | {"2d_name": acc["name"]["loc2d_lerf"]}
 
 
+def coherence(ctx, head, c2w, K, fdepths, maps, views: int = 4) -> dict:
+    """Heatmap coherence (:mod:`semfield.eval.heatmap_coherence`) of every object's name query at the first
+    ``views`` test views that see it: the field's heatmap against the fusion baseline's (the teacher's training
+    maps fused onto the same view's surface points, field depth, same positives and negatives)."""
+    eng = ctx.engine
+    field_recs, fusion_recs = [], []
+    for frame in ctx.test[:views]:
+        k = frame.intrinsics
+        inst = load_uint(frame.extra["instance"], expect_size=(k.width, k.height))
+        points, hit = eng._view_surface(frame)
+        fu = fuse_features_2d_to_3d(points.reshape(-1, 3).double(), c2w, K, fdepths, maps)
+        for obj in ctx.gt["objects"]:
+            mask = inst == obj["id"]
+            if mask.sum() < 20:
+                continue
+            result = eng.text([obj["name"]], head=head)
+            field_recs.append(heatmap_coherence(eng.heatmap(result, frame).numpy(), mask, hit.numpy()))
+            cos = F.normalize(fu.features.float(), dim=-1) @ torch.cat([result.positives, result.negatives]).T
+            rel = relevancy_from_cosines(cos[:, :1], cos[:, 1:], reduce="max").view(hit.shape)
+            fusion_recs.append(heatmap_coherence(rel.numpy(), mask, (hit & fu.valid.view(hit.shape)).numpy()))
+    return {"field": mean_coherence(field_recs), "fusion": mean_coherence(fusion_recs)}
+
+
 def diagnose(run_dir: Path, fusion_cfg: HeadFusionConfig, skip_text: bool) -> dict:
     t0 = time.perf_counter()
     run = load_run(run_dir)
@@ -132,14 +158,17 @@ def diagnose(run_dir: Path, fusion_cfg: HeadFusionConfig, skip_text: bool) -> di
     rmaps = rendered_maps(run, train, head, 2)
     s3["field_rendered_fused"] = fused(rmaps, fdepths).miou
     out["text_before"] = None if skip_text else text_accuracy(ctx, head)
+    out["coherence_before"] = coherence(ctx, head, c2w, K, fdepths, maps)
 
     # the same field after head fusion, from the noisy teacher (what training would do) and the clean one
     frames = train
     bank = RayBank(frames, run.field.device_)
     sizes = [(f.intrinsics.width, f.intrinsics.height) for f in frames]
     saved = run.field.heads[head].values.clone()
-    for variant, src in (("noise_free", clean), ("", maps)):
+    decoder = {k: v.clone() for k, v in run.field.head_decoders[head].state_dict().items()}
+    for variant, src in (("noise_free", clean), ("", maps)):  # each from the trained head and decoder
         run.field.heads[head].values.copy_(saved)
+        run.field.head_decoders[head].load_state_dict(decoder)
         start = time.perf_counter()
         rep = fuse_heads(run.field, bank, {head: FeatureTargets(src, sizes)}, run.config.render, fusion_cfg)
         suffix = f"_{variant}" if variant else ""
@@ -153,6 +182,7 @@ def diagnose(run_dir: Path, fusion_cfg: HeadFusionConfig, skip_text: bool) -> di
         s2[f"head_fused_rendered{suffix}"] = rendered_2d(run, gt, test, head, emb).miou
     s2["head_fused_lookup"] = segmentation.segmentation_field(ctx.engine, gt, test, head)["miou"]
     out["text_after"] = None if skip_text else text_accuracy(ctx, head)
+    out["coherence_after"] = coherence(ctx, head, c2w, K, fdepths, maps)
     out["2d"], out["3d"] = s2, s3
     # per class: the classes by their share of the points
     share = np.bincount(plabels.numpy(), minlength=len(labels)) / len(plabels)
@@ -185,10 +215,12 @@ def main(argv=None) -> int:
     for r in a.runs:
         res = diagnose(r, HeadFusionConfig(stride=a.stride, prior=a.prior), a.skip_text)
         results.append(res)
-        print(json.dumps({k: res[k] for k in ("run", "2d", "3d", "text_before", "text_after")}, indent=1),
+        print(json.dumps({k: res[k] for k in ("run", "2d", "3d", "text_before", "text_after", "coherence_before",
+                                              "coherence_after")}, indent=1),
               flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps({"command": " ".join(sys.argv), "runs": results}, indent=1))
+        a.out.write_text(json.dumps({"benchmark": "semantics_diagnosis", "command": "python " + " ".join(sys.argv),
+                                     "machine": machine_info(), "runs": results}, indent=1))
     return 0
 
 

@@ -98,6 +98,7 @@ def train_and_evaluate(scene_path: str | Path, run_dir: str | Path, config: Trai
         "iterations": int(trained["iterations"]),
         "train_seconds": float(trained["train_seconds"]),
         "resumed_from_iteration": start_iteration if resuming else None,
+        "head_fusion": trained.get("head_fusion"),  # what head fusion did, its seconds (inside train_seconds)
         "n_test_views": ev["n_views"],
         "render_seconds_per_view": ev["render_seconds_per_view"],
         "eval_seconds": time.perf_counter() - start,

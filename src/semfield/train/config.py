@@ -77,8 +77,8 @@ class TrainConfig:
     # The outer and focus boxes: found from the images and cameras by a short coarse pass unless set
     # (semfield.scene.bounds.BoundsConfig; bounds.outer / bounds.focus are user-set boxes).
     bounds: BoundsConfig = dc_field(default_factory=BoundsConfig)
-    # After the schedule, every training pixel's teacher features are averaged into the plain feature heads
-    # through the field's rendering weights (semfield.train.head_fusion); enabled=False keeps the trained heads.
+    # After the schedule, head_fusion.enabled=true averages every training pixel's teacher features into the
+    # plain feature heads through the field's rendering weights (semfield.train.head_fusion); off by default.
     head_fusion: HeadFusionConfig = dc_field(default_factory=HeadFusionConfig)
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     render: RenderOptions = dc_field(default_factory=RenderOptions)
