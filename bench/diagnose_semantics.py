@@ -210,6 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stride", type=int, default=2)
     ap.add_argument("--prior", type=float, default=1.0)
     ap.add_argument("--skip-text", action="store_true")
+    ap.add_argument("--note", help="a line shown under the section in BENCHMARKS.md")
     a = ap.parse_args(argv)
     results = []
     for r in a.runs:
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
               flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps({"benchmark": "semantics_diagnosis", "command": "python " + " ".join(sys.argv),
-                                     "machine": machine_info(), "runs": results}, indent=1))
+                                     "machine": machine_info(), "note": a.note, "runs": results}, indent=1))
     return 0
 
 

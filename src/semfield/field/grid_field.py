@@ -270,10 +270,19 @@ class GridField(nn.Module):
 
     def head_values(self, name: str, points: torch.Tensor) -> torch.Tensor:
         """Head ``name``'s grid values ``[P, width * directions]`` at ``points [P, 3]``: all the point's
-        latents, before :meth:`view_latent` picks a direction."""
-        idx, w, _ = trilinear_corners(points, self.head_axes[name])
+        latents, before :meth:`view_latent` picks a direction. A point outside the outer box reads the box's
+        nearest boundary point: the wall on which rendering draws whatever lies beyond the box (a
+        ``"boundary"`` background), where the grid's own lookup would give every such point the same constant
+        (zero latents, i.e. the decoder's bias)."""
+        lo, hi = self.outer_bounds(points)
+        idx, w, _ = trilinear_corners(torch.maximum(torch.minimum(points, hi), lo), self.head_axes[name])
         values = self.heads[name].lookup(idx, w)
         return F.normalize(values, dim=-1, eps=1e-8) if self.config.heads[name].unit else values
+
+    def outer_bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The outer box's corners ``([3], [3])`` as tensors of ``like``'s dtype and device."""
+        box = torch.as_tensor(self.outer_aabb, dtype=like.dtype, device=like.device)
+        return box[0], box[1]
 
     def composite_head_values(self, name: str, points: torch.Tensor, weights: torch.Tensor, ray: torch.Tensor,
                               n_rays: int) -> torch.Tensor:

@@ -77,8 +77,9 @@ class TrainConfig:
     # The outer and focus boxes: found from the images and cameras by a short coarse pass unless set
     # (semfield.scene.bounds.BoundsConfig; bounds.outer / bounds.focus are user-set boxes).
     bounds: BoundsConfig = dc_field(default_factory=BoundsConfig)
-    # After the schedule, head_fusion.enabled=true averages every training pixel's teacher features into the
-    # plain feature heads through the field's rendering weights (semfield.train.head_fusion); off by default.
+    # After the schedule, every training pixel's teacher features are averaged into the plain feature heads
+    # through the field's rendering weights (semfield.train.head_fusion); head_fusion.enabled=false keeps the
+    # heads as the gradient steps left them.
     head_fusion: HeadFusionConfig = dc_field(default_factory=HeadFusionConfig)
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     render: RenderOptions = dc_field(default_factory=RenderOptions)
