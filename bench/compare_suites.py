@@ -72,10 +72,15 @@ def main(argv=None) -> int:
     ap.add_argument("--before", type=Path, required=True, help="suite folder trained with ground-truth boxes")
     ap.add_argument("--after", type=Path, required=True, help="suite folder trained with boxes from the data")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--title", default="Training boxes from the data", help="the BENCHMARKS.md section's title")
+    ap.add_argument("--labels", nargs=2, default=("GT boxes", "from data"), metavar=("BEFORE", "AFTER"),
+                    help="column names of the two runs")
+    ap.add_argument("--note", help="a line shown under the section in BENCHMARKS.md")
     args = ap.parse_args(argv)
     before = json.loads((args.before / "bench.json").read_text(encoding="utf-8"))
     after = json.loads((args.after / "bench.json").read_text(encoding="utf-8"))
-    result = {"benchmark": "suite_ab", "suite": after["suite"],
+    result = {"benchmark": "suite_ab", "suite": after["suite"], "title": args.title, "labels": list(args.labels),
+              "note": args.note,
               "command": "python bench/compare_suites.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "before": {"path": str(args.before), "command": before["command"],
                          "bounds": before.get("bounds", "ground truth"), "started": before["started"],

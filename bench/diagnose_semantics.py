@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from semfield.data.generate.presets import GENERATOR_VERSION
 from semfield.eval.fusion3d import fuse_features_2d_to_3d
 from semfield.eval.heatmap_coherence import heatmap_coherence, mean_coherence
 from semfield.eval.segmentation import confusion_matrix, segmentation_scores
@@ -221,7 +222,8 @@ def main(argv=None) -> int:
               flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps({"benchmark": "semantics_diagnosis", "command": "python " + " ".join(sys.argv),
-                                     "machine": machine_info(), "note": a.note, "runs": results}, indent=1))
+                                     "machine": machine_info(), "note": a.note,
+                                     "generator_version": GENERATOR_VERSION, "runs": results}, indent=1))
     return 0
 
 

@@ -12,12 +12,16 @@ background is the boundary), and each head vertex ``c`` with trilinear weight ``
 
     z_c = (Σ_r Σ_i w_ri τ_c(x_ri) ẑ_r + λ z_c^old) / (Σ_r Σ_i w_ri τ_c(x_ri) + λ)
 
-where ``ẑ_r`` is the ray's target in the head's latent space: the teacher feature ``f_r`` at its pixel minus
-the head's constant terms (the teacher mean and the decoder's bias), mapped by the pseudo-inverse of the
-head's linear decoder ``A`` (``ẑ_r = A⁺ (f_r − mean − b)``; without a decoder ``ẑ_r = f_r − mean``).
-``λ`` (``prior``, in units of one ray's weight) keeps the trained value where few rays reach a vertex.
-This is OpenScene's 2D→3D fusion with the field's soft visibility instead of a depth test, stored in the
-head's grid, so rendering and point lookups both read the multi-view mean.
+where ``ẑ_r = Aᵀ (f_r − mean − b)`` is the ray's target in the head's latent space: the teacher feature
+``f_r`` at its pixel minus the head's constant terms (the teacher mean, the decoder's bias ``b``), projected on
+the decoder's columns ``A``. Before the pass the decoder is re-based (:func:`set_decoder_basis`) on the
+principal directions of the teacher's features averaged over surface cells (:func:`surface_basis`), so ``A``
+has orthonormal columns and holds the directions the scene's classes span (the noise of single pixels spreads
+over every direction). ``λ`` (``prior``, in units of one ray's weight) keeps the trained value where few rays
+reach a vertex; vertices with less than ``min_weight`` are not reached, and those next to reached ones (behind
+surfaces, inside objects) take their reached neighbours' mean (:func:`fill_unreached`). This is OpenScene's
+2D→3D fusion with the field's soft visibility instead of a depth test, stored in the head's grid, so
+rendering and point lookups both read the multi-view mean.
 
 View-dependent heads (``sh_degree > 0``) and unit heads (the instance head) are left as trained.
 """
@@ -42,7 +46,9 @@ MIN_WEIGHT = 1e-3  # samples lighter than this add nothing worth a scatter
 @dataclass(frozen=True)
 class HeadFusionConfig:
     """``enabled``: fuse after training; ``stride``: every ``stride``-th pixel on each axis of every training
-    image; ``basis_stride``: the same for the decoder's basis (:func:`surface_basis`); ``prior``: weight (in rays) of the trained value; ``chunk``: rays per render."""
+    image; ``basis_stride``: the same for the decoder's basis (:func:`surface_basis`); ``prior``: weight (in
+    rays) of the trained value; ``min_weight``: the weight a vertex needs to count as reached;
+    ``fill_steps``: how far (in vertices) unreached space is filled; ``chunk``: rays per render."""
 
     enabled: bool = True
     stride: int = 2
