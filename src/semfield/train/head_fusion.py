@@ -118,16 +118,19 @@ def surface_basis(fld: GridField, bank: RayBank, targets: FeatureTargets, opts: 
     ray's median-depth point. Averaging over the views first keeps the per-view noise, which spreads over
     every direction, from outweighing the few directions the scene's classes span."""
     cell = 2.0 * fld.final_voxel * fld.config.heads[name].voxel_factor
-    keys, feats = [], []
+    keys, rays = [], []
     for sel in strided_rays(bank, config.basis_stride).split(config.chunk):
         out = render_rays(fld, bank.origins[sel], bank.dirs[sel], bank.z_per_t[sel], opts, colour=False)
         hit = out["acc"] > 0.5
         p = bank.origins[sel][hit] + bank.dirs[sel][hit] * out["median_distance"][hit, None]
         keys.append(torch.floor(p / cell).long())
-        feats.append(targets.sample(bank.image_index[sel][hit], bank.pixel[sel][hit]) - fld.head_mean(name))
-    key, feat = torch.cat(keys), torch.cat(feats)
-    _, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
-    sums = torch.zeros(counts.shape[0], feat.shape[1], device=feat.device).index_add_(0, inverse, feat)
+        rays.append(sel[hit])
+    rays = torch.cat(rays)
+    _, inverse, counts = torch.unique(torch.cat(keys), dim=0, return_inverse=True, return_counts=True)
+    sums = torch.zeros(counts.shape[0], targets.dim, device=bank.origins.device)
+    for part in torch.arange(rays.shape[0], device=rays.device).split(config.chunk * 4):  # features chunk by chunk
+        r = rays[part]
+        sums.index_add_(0, inverse[part], targets.sample(bank.image_index[r], bank.pixel[r]) - fld.head_mean(name))
     return principal_basis(sums / counts[:, None], counts, fld.config.heads[name].width)
 
 
@@ -184,8 +187,9 @@ def fuse_heads(fld: GridField, bank: RayBank, targets: dict[str, FeatureTargets]
     for n in names:
         values = grids[n].values
         reached = den[n] > config.min_weight
-        fused = (num[n] + config.prior * values) / (den[n] + config.prior)[:, None]
-        values[reached] = fused[reached]
+        rows = reached.nonzero().squeeze(1)
+        values[rows] = (num[n][rows] + config.prior * values[rows]) / (den[n][rows] + config.prior)[:, None]
+        del num[n]
         filled = fill_unreached(values, reached, tuple(a.vertices for a in fld.head_axes[n]), config.fill_steps)
         report["vertices"][n] = int(reached.sum())
         report.setdefault("filled", {})[n] = filled
