@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -51,10 +52,9 @@ from semfield.train.features import FeatureTargets
 from semfield.train.head_fusion import HeadFusionConfig, fuse_heads
 
 
-def point_miou(feats, valid, emb, labels):
-    pred = (F.normalize(feats.float(), dim=-1) @ F.normalize(emb.float(), dim=-1).T).argmax(dim=1)
-    pred = torch.where(valid, pred, torch.full_like(pred, -1))
-    return segmentation_scores(confusion_matrix(pred, labels, emb.shape[0]))
+def point_miou(feats, valid, emb, labels) -> dict:
+    """The harness's 3D point scores (mIoU, per-class ``iou`` with None for absent classes)."""
+    return segmentation.point_scores(feats, valid, emb, labels, emb.shape[0])
 
 
 @torch.no_grad()
@@ -75,10 +75,31 @@ def rendered_2d(run, gt, frames, head, emb):
     for f, m in zip(frames, rendered_maps(run, frames, head, 1), strict=True):
         pred = (F.normalize(m, dim=-1) @ F.normalize(emb, dim=-1).T).argmax(-1)
         cm = cm + confusion_matrix(pred, ground_truth.gt_labels(f, lut), len(labels))
-    return segmentation_scores(cm)
+    return segmentation_scores(cm).as_dict()
 
 
-def views_per_object(scene, frames):
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024.0
+
+
+def reset_peak_memory() -> float | None:
+    """Reset the process's peak resident memory (Linux ``clear_refs``) and return the resident MiB now, or
+    None where that cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return _status_mb("VmRSS:")
+    except OSError:
+        return None
+
+
+def peak_memory_mb() -> float:
+    """Peak resident MiB since :func:`reset_peak_memory` (``VmHWM``)."""
+    return _status_mb("VmHWM:")
+
+
+def views_per_object(frames):
     counts: dict[int, int] = {}
     for f in frames:
         if "instance" not in f.extra:
@@ -143,7 +164,7 @@ def diagnose(run_dir: Path, fusion_cfg: HeadFusionConfig, skip_text: bool) -> di
     s2["teacher_gt_bilinear"] = segmentation.teacher_segmentation(
         ctx.teacher_maps(head, "test"), emb, gt, test, "bilinear")["miou"]
     s2["field_lookup"] = segmentation.segmentation_field(ctx.engine, gt, test, head)["miou"]
-    s2["field_rendered"] = rendered_2d(run, gt, test, head, emb).miou
+    s2["field_rendered"] = rendered_2d(run, gt, test, head, emb)["miou"]
 
     def fused(feature_maps, depths):
         fu = fuse_features_2d_to_3d(points.double(), c2w, K, depths, feature_maps)
@@ -152,35 +173,35 @@ def diagnose(run_dir: Path, fusion_cfg: HeadFusionConfig, skip_text: bool) -> di
     per_class = {}
     for name, sc in (("fusion_gtdepth", fused(maps, gt_depths)), ("fusion_fielddepth", fused(maps, fdepths)),
                      ("fusion_gtdepth_noise_free", fused(clean, gt_depths))):
-        s3[name] = sc.miou
-        per_class[name] = sc.iou
+        s3[name] = sc["miou"]
+        per_class[name] = sc["iou"]
     look = point_miou(head_features(run.field, head, points), torch.ones(len(points), dtype=torch.bool), emb, plabels)
-    s3["field_lookup"], per_class["field_lookup"] = look.miou, look.iou
+    s3["field_lookup"], per_class["field_lookup"] = look["miou"], look["iou"]
     rmaps = rendered_maps(run, train, head, 2)
-    s3["field_rendered_fused"] = fused(rmaps, fdepths).miou
+    s3["field_rendered_fused"] = fused(rmaps, fdepths)["miou"]
     out["text_before"] = None if skip_text else text_accuracy(ctx, head)
     out["coherence_before"] = coherence(ctx, head, c2w, K, fdepths, maps)
 
     # the same field after head fusion, from the noisy teacher (what training would do) and the clean one
-    frames = train
-    bank = RayBank(frames, run.field.device_)
-    sizes = [(f.intrinsics.width, f.intrinsics.height) for f in frames]
+    bank = RayBank(train, run.field.device_)
+    sizes = [(f.intrinsics.width, f.intrinsics.height) for f in train]
     saved = run.field.heads[head].values.clone()
     decoder = {k: v.clone() for k, v in run.field.head_decoders[head].state_dict().items()}
     for variant, src in (("noise_free", clean), ("", maps)):  # each from the trained head and decoder
         run.field.heads[head].values.copy_(saved)
         run.field.head_decoders[head].load_state_dict(decoder)
-        start = time.perf_counter()
+        start, resident = time.perf_counter(), reset_peak_memory()
         rep = fuse_heads(run.field, bank, {head: FeatureTargets(src, sizes)}, run.config.render, fusion_cfg)
         suffix = f"_{variant}" if variant else ""
         out[f"fusion_seconds{suffix}"] = time.perf_counter() - start
+        out[f"fusion_extra_peak_mb{suffix}"] = None if resident is None else peak_memory_mb() - resident
         out[f"fusion_report{suffix}"] = rep
         sc = point_miou(head_features(run.field, head, points), torch.ones(len(points), dtype=torch.bool), emb,
                         plabels)
-        s3[f"head_fused_lookup{suffix}"] = sc.miou
-        per_class[f"head_fused_lookup{suffix}"] = sc.iou
+        s3[f"head_fused_lookup{suffix}"] = sc["miou"]
+        per_class[f"head_fused_lookup{suffix}"] = sc["iou"]
         ctx._engine = None
-        s2[f"head_fused_rendered{suffix}"] = rendered_2d(run, gt, test, head, emb).miou
+        s2[f"head_fused_rendered{suffix}"] = rendered_2d(run, gt, test, head, emb)["miou"]
     s2["head_fused_lookup"] = segmentation.segmentation_field(ctx.engine, gt, test, head)["miou"]
     out["text_after"] = None if skip_text else text_accuracy(ctx, head)
     out["coherence_after"] = coherence(ctx, head, c2w, K, fdepths, maps)
@@ -188,10 +209,10 @@ def diagnose(run_dir: Path, fusion_cfg: HeadFusionConfig, skip_text: bool) -> di
     # per class: the classes by their share of the points
     share = np.bincount(plabels.numpy(), minlength=len(labels)) / len(plabels)
     out["per_class"] = {labels[c]: {"share": float(share[c]),
-                                    **{k: (None if np.isnan(v[c]) else float(v[c])) for k, v in per_class.items()}}
+                                    **{k: v[c] for k, v in per_class.items()}}
                         for c in range(len(labels)) if share[c] > 0}
     focus = np.asarray(run.field.focus_aabb)
-    vis = views_per_object(scene, train)
+    vis = views_per_object(train)
     out["objects"] = [{"name": o["name"], "views": vis.get(o["id"], 0),
                        "in_focus": bool(np.all(np.asarray(o["box_min"]) >= focus[0] - 1e-6)
                                          and np.all(np.asarray(o["box_max"]) <= focus[1] + 1e-6)),
@@ -221,7 +242,7 @@ def main(argv=None) -> int:
                                               "coherence_after")}, indent=1),
               flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps({"benchmark": "semantics_diagnosis", "command": "python " + " ".join(sys.argv),
+        a.out.write_text(json.dumps({"benchmark": "semantics_diagnosis", "command": "python " + shlex.join(sys.argv),
                                      "machine": machine_info(), "note": a.note,
                                      "generator_version": GENERATOR_VERSION, "runs": results}, indent=1))
     return 0

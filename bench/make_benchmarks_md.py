@@ -559,6 +559,9 @@ def diagnosis_section(res: dict[str, Any], path: Path, output: Path) -> list[str
         for r in runs) + " |")
     lines.append("| head fusion seconds | " + " | ".join(_fmt_cell(r.get("fusion_seconds"), ".1f") for r in runs)
                  + " |")
+    if any(r.get("fusion_extra_peak_mb") is not None for r in runs):
+        lines.append("| head fusion, extra peak memory (MiB) | "
+                     + " | ".join(_fmt_cell(r.get("fusion_extra_peak_mb"), ".0f") for r in runs) + " |")
     lines += ["", "Per class (3D IoU; share = the class's share of the GT points):", "",
               "| scene | class | share | fusion, field depth | trained head | fused head |", "|---|---|---|---|---|---|"]
     for name, r in zip(names, runs, strict=True):

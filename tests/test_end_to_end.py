@@ -79,6 +79,10 @@ def test_run_folder_is_self_describing(tiny_run):
                 "peak_rss_mb", "iterations"):
         assert key in saved, key
     assert saved["psnr_test"] == pytest.approx(metrics["psnr_test"])
+    fusion = saved["head_fusion"]  # training ends by fusing the label head (semfield.train.head_fusion)
+    assert fusion["heads"] == ["label"] and fusion["vertices"]["label"] > 0
+    assert 0 < fusion["seconds"] < saved["train_seconds"]
+    assert json.loads((run / "checkpoint.json").read_text())["heads_fused_at"] == 300
     regions = saved["psnr_by_class_test"]  # where the held-out error is, per ground-truth region
     assert {"floor", "wall", "table", "objects"} <= set(regions)
     assert regions["table"]["pixel_share"] > 0.2 and regions["objects"]["pixel_share"] > 0.005

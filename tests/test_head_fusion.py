@@ -4,6 +4,7 @@ head's grid through the field's rendering weights, on a field with a known opaqu
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -63,7 +64,7 @@ OPTS = RenderOptions(step_voxels=0.5, max_samples=256, background="0.5")
 
 
 def rendered(fld, bank, name):
-    out = render_rays(fld, bank.origins, bank.dirs, bank.z_per_t, RenderOptions(**{**OPTS.__dict__, "heads": (name,)}))
+    out = render_rays(fld, bank.origins, bank.dirs, bank.z_per_t, replace(OPTS, heads=(name,)))
     return out[name], out["acc"]
 
 

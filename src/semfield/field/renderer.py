@@ -110,7 +110,8 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
     Returns:
         dict with ``rgb [R, 3]``, ``depth [R]`` (planar, camera z), ``distance [R]`` (along the ray),
         ``median_depth [R]``, ``median_distance [R]`` (where the accumulated weight reaches 1/2),
-        ``acc [R]`` (opacity of the samples, without the boundary), ``weights [R, S]``, ``alpha [R, S]``,
+        ``acc [R]`` (opacity of the samples, without the boundary), ``far [R]`` (where the ray leaves the outer
+        box: the boundary background), ``weights [R, S]``, ``alpha [R, S]``,
         ``t [R, S]``, ``deltas [R, S]`` (the occupied samples of each ray in order, padded at ``far`` with
         zero intervals; S = the most occupied samples of any ray, see :func:`pack_occupied`),
         ``samples`` (counts of candidate, occupied, seen and coloured samples), and one ``[R_h, dim]`` entry per head
@@ -179,7 +180,7 @@ def render_rays(fld: GridField, origins: torch.Tensor, dirs: torch.Tensor, z_per
             rgb = rgb + t_final[:, None] * float(opts.background)
     distance = expected_depth(weights, t, far)
     median = median_depth(weights.detach(), t, far)
-    out = {"rgb": rgb, "depth": distance * z_per_t, "distance": distance, "acc": acc,
+    out = {"rgb": rgb, "depth": distance * z_per_t, "distance": distance, "acc": acc, "far": far,
            "median_depth": median * z_per_t, "median_distance": median,
            "weights": weights, "alpha": alpha, "t": t, "deltas": deltas,
            "samples": {"candidates": R * n_cand, "occupied": int(occ.numel()), "seen": int(seen.numel()),

@@ -57,7 +57,7 @@ def teacher_segmentation(maps: list[torch.Tensor], embeddings: torch.Tensor, gt:
     return segmentation_scores(cm).as_dict() | {"labels": labels, "upsampling": mode}
 
 
-def _point_scores(features: torch.Tensor, valid: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor,
+def point_scores(features: torch.Tensor, valid: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor,
                   n_classes: int) -> dict[str, Any]:
     """Scores of per-point argmax labels; points without a feature (``valid`` False) count as wrong."""
     pred = (F.normalize(features.float(), dim=-1) @ F.normalize(embeddings.float(), dim=-1).T).argmax(dim=1)
@@ -81,7 +81,7 @@ def point_segmentation(run, scene: Scene, points: torch.Tensor, labels: torch.Te
     n_classes = embeddings.shape[0]
     feats = head_features(run.field, head, points.to(run.field.device_)).cpu()
     out: dict[str, Any] = {"n_points": int(points.shape[0]), "head": head,
-                           "field": _point_scores(feats, torch.ones(len(points), dtype=torch.bool), embeddings,
+                           "field": point_scores(feats, torch.ones(len(points), dtype=torch.bool), embeddings,
                                                   labels, n_classes)}
     c2w = torch.stack([torch.as_tensor(f.c2w, dtype=torch.float64) for f in fusion_views])
     K = torch.stack([torch.as_tensor(f.intrinsics.K, dtype=torch.float64) for f in fusion_views])
@@ -92,6 +92,6 @@ def point_segmentation(run, scene: Scene, points: torch.Tensor, labels: torch.Te
             out[f"fusion_{name}"] = None
             continue
         fused = fuse_features_2d_to_3d(points.double(), c2w, K, depths, [m.float() for m in fusion_maps])
-        out[f"fusion_{name}"] = _point_scores(fused.features, fused.valid, embeddings, labels, n_classes)
+        out[f"fusion_{name}"] = point_scores(fused.features, fused.valid, embeddings, labels, n_classes)
         out[f"fusion_coverage_{name}"] = float(fused.valid.float().mean())
     return out

@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from ..field.grid_field import GridField
 from ..field.renderer import RenderOptions, render_rays
 from ..field.warp import trilinear_corners
-from ..render.sampling import ray_aabb
 from .data import RayBank
 from .features import FeatureTargets
 
@@ -144,12 +143,12 @@ def fuse_heads(fld: GridField, bank: RayBank, targets: dict[str, FeatureTargets]
         bank: the training rays; targets: each head's teacher maps (as training uses them).
         opts: render options (the training's, without heads).
     Returns:
-        ``{"heads": [...], "rays": M, "vertices": {head: vertices reached}}``.
+        ``{"heads": [...], "rays": M, "vertices": {head: vertices reached}, "filled": {head: vertices filled}}``.
     """
     from tqdm.auto import tqdm
 
     names = fusable_heads(fld, targets)
-    report: dict = {"heads": names, "rays": 0, "vertices": {}}
+    report: dict = {"heads": names, "rays": 0, "vertices": {}, "filled": {}}
     if not names:
         return report
     rays = strided_rays(bank, config.stride)
@@ -162,7 +161,6 @@ def fuse_heads(fld: GridField, bank: RayBank, targets: dict[str, FeatureTargets]
         if n in fld.head_decoders:
             basis, centre = surface_basis(fld, bank, targets[n], opts, n, config)
             set_decoder_basis(fld, n, basis, centre)
-    aabb = torch.as_tensor(fld.outer_aabb, device=bank.origins.device, dtype=bank.origins.dtype)
     for sel in tqdm(rays.split(config.chunk), desc="fuse heads", unit="chunk", disable=not progress):
         o, d, zpt = bank.origins[sel], bank.dirs[sel], bank.z_per_t[sel]
         out = render_rays(fld, o, d, zpt, opts, colour=False)
@@ -171,11 +169,10 @@ def fuse_heads(fld: GridField, bank: RayBank, targets: dict[str, FeatureTargets]
         pts = o[ray] + d[ray] * t[ray, s, None]
         wts = w[ray, s]
         if opts.background == "boundary":  # the outer box is a surface with features too
-            _, far, _ = ray_aabb(o, d, aabb, near_min=opts.near)
             rest = (1.0 - out["acc"]).clamp(min=0)
             wall = torch.nonzero(rest > MIN_WEIGHT).squeeze(1)
             ray = torch.cat([ray, wall])
-            pts = torch.cat([pts, o[wall] + d[wall] * (far[wall] - 1e-4)[:, None]])
+            pts = torch.cat([pts, o[wall] + d[wall] * (out["far"][wall] - 1e-4)[:, None]])
             wts = torch.cat([wts, rest[wall]])
         for n in names:
             f = latent_targets(fld, n, targets[n].sample(bank.image_index[sel], bank.pixel[sel]))
@@ -192,7 +189,7 @@ def fuse_heads(fld: GridField, bank: RayBank, targets: dict[str, FeatureTargets]
         del num[n]
         filled = fill_unreached(values, reached, tuple(a.vertices for a in fld.head_axes[n]), config.fill_steps)
         report["vertices"][n] = int(reached.sum())
-        report.setdefault("filled", {})[n] = filled
+        report["filled"][n] = filled
     return report
 
 

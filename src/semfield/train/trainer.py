@@ -273,8 +273,9 @@ class Trainer:
                 "head_fusion": fusion}
 
     def fuse_heads(self, bank: RayBank, progress: bool = False) -> dict | None:
-        """Once the schedule is done, fuse every training pixel's teacher features into the plain heads
-        (:mod:`.head_fusion`), once per checkpoint iteration; its seconds count as training time."""
+        """When training stops (the schedule done or the time budget spent), fuse every training pixel's teacher
+        features into the plain heads (:mod:`.head_fusion`), once per iteration reached; its seconds count as
+        training time."""
         cfg = self.config.head_fusion
         if not cfg.enabled or not self.feature_targets or self.heads_fused_at == self.iteration:
             return None
